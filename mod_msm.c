@@ -1,0 +1,595 @@
+/* mod_msm: a mod_session storage provider keeping sessions in memcached.
+ *
+ * This file is the glue between mod_session and the store in src/: the
+ * session hooks, the cookie, locking around a request, and the hooks that
+ * set up shared memory and connections. See README for the directives. */
+#include "mod_msm.h"
+
+#include "apr_shm.h"
+#include "apr_strings.h"
+#include "ap_mpm.h"
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_cookies.h"
+
+#define MSM_COOKIE_FILTER "MSM_COOKIE"
+
+/* ---- helpers ---- */
+
+void msm_log_cb(void *baton, int level, apr_status_t rv, const char *msg)
+{
+    ap_log_rerror(APLOG_MARK, level, rv, (request_rec *)baton, "%s", msg);
+}
+
+static void log_no_gat(void *baton)
+{
+    const msm_node_t *n = baton;
+
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00130)
+                 "memcached node %s (%s:%d) does not know gats (twemproxy, "
+                 "yrmcds?): using gets + touch", n->id, n->host, n->port);
+}
+
+static request_rec *top_request(request_rec *r)
+{
+    while (r->main || r->prev) {
+        r = r->main ? r->main : r->prev;
+    }
+    return r;
+}
+
+static msm_req_t *req_get(request_rec *r)
+{
+    return ap_get_module_config(top_request(r)->request_config, &msm_module);
+}
+
+/* The configuration in effect, or NULL where mod_msm is not enabled. */
+static const msm_server_conf_t *enabled_conf(request_rec *r,
+                                             const msm_dir_conf_t **dcp)
+{
+    static int warned;
+    const msm_dir_conf_t *dc = ap_get_module_config(r->per_dir_config,
+                                                    &msm_module);
+    const msm_server_conf_t *sc;
+
+    if (dc == NULL || dc->cookie_name == NULL) {
+        return NULL;
+    }
+    sc = ap_get_module_config(r->server->module_config, &msm_module);
+    if (sc->store.nodes == NULL) {
+        if (!warned) {
+            warned = 1;
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MSMLOGNO(00120)
+                          "MsmCookieName is set for %s but this server has "
+                          "no MsmNodes: sessions are not kept", r->uri);
+        }
+        return NULL;
+    }
+    *dcp = dc;
+    return sc;
+}
+
+static int lock_wanted(const msm_req_t *q)
+{
+    return q->dc->locking == MSM_LOCK_ON
+        || (q->dc->locking == MSM_LOCK_AUTO && !q->read_only);
+}
+
+static void release_lock(msm_req_t *q)
+{
+    apr_status_t rv;
+
+    if (!q->lock.held) {
+        return;
+    }
+    rv = msm_lock_release(&q->sc->store, &q->ctx, &q->lock);
+    if (rv == APR_EEXIST || rv == APR_NOTFOUND) {
+        MSM_STAT_INC(q->sc->store.stats, lock_lost);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, MSMLOGNO(00140)
+                      "session lock of %s-%s expired before the request "
+                      "ended (MsmLockExpire %u s is too short?)",
+                      q->s.id.hex, q->s.id.node, q->sc->lock.expire);
+    }
+}
+
+/* After the response: release the lock if still held, then the deferred
+ * backup writes and deletes. */
+static apr_status_t req_cleanup(void *data)
+{
+    msm_req_t *q = data;
+
+    release_lock(q);
+    msm_store_run_later(&q->sc->store, &q->ctx);
+    return APR_SUCCESS;
+}
+
+static void read_cookie(msm_req_t *q)
+{
+    const char *val = NULL;
+
+    if (ap_cookie_read(q->r, q->dc->cookie_name, &val, 0) != APR_SUCCESS
+        || val == NULL) {
+        return;
+    }
+    if (!msm_id_parse(val, &q->s.id)) {
+        /* The value is not logged: it may hold anything, CR/LF included. */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, MSMLOGNO(00121)
+                      "ignoring malformed %s cookie (%" APR_SIZE_T_FMT
+                      " bytes)", q->dc->cookie_name, strlen(val));
+        return;
+    }
+    q->s.has_id = 1;
+    q->cookie_in = 1;
+}
+
+static msm_req_t *req_open(request_rec *r, const msm_server_conf_t *sc,
+                           const msm_dir_conf_t *dc)
+{
+    request_rec *top = top_request(r);
+    msm_req_t *q = ap_get_module_config(top->request_config, &msm_module);
+
+    if (q) {
+        return q;
+    }
+    q = apr_pcalloc(top->pool, sizeof(*q));
+    q->r = top;
+    q->sc = sc;
+    q->dc = dc;
+    q->read_only = dc->locking == MSM_LOCK_AUTO
+                   && top->method_number == M_GET;
+    msm_store_ctx_init(&q->ctx, top->pool, msm_log_cb, top);
+    read_cookie(q);
+    ap_set_module_config(top->request_config, &msm_module, q);
+    apr_pool_pre_cleanup_register(top->pool, q, req_cleanup);
+    return q;
+}
+
+/* Reads the session named by the cookie from memcached (or the sticky
+ * tier), once per request. */
+static void load_session(msm_req_t *q)
+{
+    apr_status_t rv;
+
+    q->loaded = 1;
+    if (!q->s.has_id) {
+        return;
+    }
+    if (q->sc->sticky == 1 && msm_sticky_get(q)) {
+        return;
+    }
+    rv = msm_store_load(&q->sc->store, &q->ctx, &q->s);
+    if (rv == APR_SUCCESS) {
+        if (q->s.id_changed) {
+            q->cookie = MSM_COOKIE_SET;
+        }
+        if (q->sc->sticky == 1) {
+            msm_sticky_loaded(q);
+        }
+        return;
+    }
+    q->s.has_id = 0;
+    if (rv == APR_NOTFOUND) {
+        /* Expired or never existed: drop the cookie unless a new session
+         * replaces it in this response. */
+        q->cookie = MSM_COOKIE_CLEAR;
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, MSMLOGNO(00122)
+                      "session %s-%s not found", q->s.id.hex, q->s.id.node);
+    }
+}
+
+/* ---- locking, before anything loads the session ---- */
+
+static apr_status_t take_lock(msm_req_t *q)
+{
+    const msm_store_conf_t *st = &q->sc->store;
+    msm_node_t *node = msm_nodes_find(st->nodes, q->s.id.node);
+    int reread = 0;
+    apr_interval_time_t waited;
+    apr_interval_time_t wait_max = q->dc->lock_timeout != MSM_UNSET
+                                   ? q->dc->lock_timeout
+                                   : MSM_DEFAULT_LOCK_TIMEOUT;
+    apr_status_t rv;
+
+    if (node == NULL || !msm_node_is_live(node)) {
+        /* The session's node is gone: its load moves it to a live node,
+         * whose lock is taken; then it is read again under the lock. */
+        load_session(q);
+        if (!q->s.has_id || q->s.node == NULL) {
+            return APR_SUCCESS;
+        }
+        node = q->s.node;
+        reread = 1;
+    }
+    rv = msm_lock_acquire(st, &q->ctx, &q->sc->lock, &q->lock, node,
+                          &q->s.id, wait_max, &waited);
+    if (rv == APR_SUCCESS) {
+        MSM_STAT_INC(st->stats, lock_acquired);
+        if (waited >= MSM_LOCK_BACKOFF_MIN / 2) {
+            MSM_STAT_INC(st->stats, lock_waits);
+            MSM_STAT_ADD(st->stats, lock_wait_us, (apr_uint64_t)waited);
+        }
+        if (reread) {
+            load_session(q);
+        }
+    }
+    return rv;
+}
+
+static int msm_header_parser(request_rec *r)
+{
+    const msm_dir_conf_t *dc;
+    const msm_server_conf_t *sc = enabled_conf(r, &dc);
+    msm_req_t *q;
+    apr_status_t rv;
+
+    if (sc == NULL || r->main) {
+        return DECLINED;
+    }
+    q = req_open(r, sc, dc);
+    if (!lock_wanted(q) || !q->s.has_id || q->lock_tried) {
+        return DECLINED;
+    }
+    q->lock_tried = 1;
+    rv = take_lock(q);
+    if (rv != APR_TIMEUP) {
+        return DECLINED;        /* held, or its node failed: go unlocked */
+    }
+    MSM_STAT_INC(sc->store.stats, lock_timeouts);
+    if (dc->lock_fail == MSM_LOCKFAIL_PROCEED) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MSMLOGNO(00141)
+                      "session %s-%s stayed locked by another request: "
+                      "going on without the lock (MsmLockFail Proceed)",
+                      q->s.id.hex, q->s.id.node);
+        return DECLINED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MSMLOGNO(00142)
+                  "session %s-%s stayed locked by another request: 503",
+                  q->s.id.hex, q->s.id.node);
+    apr_table_setn(r->err_headers_out, "Retry-After", "1");
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* ---- mod_session hooks ---- */
+
+static apr_status_t msm_session_load(request_rec *r, session_rec **z)
+{
+    const msm_dir_conf_t *dc;
+    const msm_server_conf_t *sc = enabled_conf(r, &dc);
+    msm_req_t *q;
+    session_rec *zz;
+
+    if (sc == NULL) {
+        return DECLINED;
+    }
+    q = req_open(r, sc, dc);
+    if (q->z == NULL) {
+        if (!q->loaded) {
+            load_session(q);
+        }
+        /* The same session_rec for the whole request: mod_session calls
+         * this hook from several places and the handler's changes live in
+         * it. It is made even when there is no session yet. */
+        zz = apr_pcalloc(q->r->pool, sizeof(*zz));
+        zz->pool = q->r->pool;
+        zz->entries = apr_table_make(zz->pool, 10);
+        zz->encoded = q->s.has_id ? q->s.value : NULL;
+        q->z = zz;
+    }
+    *z = q->z;
+    return OK;
+}
+
+/* The logged-in user as mod_auth_form keeps it: the values of "user" and
+ * "<AuthName>-user", joined; NULL when there is none. */
+typedef struct {
+    apr_pool_t *pool;
+    const char *users;
+} user_scan_t;
+
+static int scan_user(void *rec, const char *key, const char *val)
+{
+    user_scan_t *scan = rec;
+    apr_size_t n = strlen(key);
+
+    if (strcmp(key, MOD_SESSION_USER) == 0
+        || (n > 5 && strcmp(key + n - 5, "-" MOD_SESSION_USER) == 0)) {
+        scan->users = apr_pstrcat(scan->pool, scan->users ? scan->users : "",
+                                  key, "=", val, "\n", NULL);
+    }
+    return 1;
+}
+
+static const char *session_users(apr_pool_t *p, apr_table_t *entries)
+{
+    user_scan_t scan = { p, NULL };
+
+    apr_table_do(scan_user, &scan, entries, NULL);
+    return scan.users;
+}
+
+/* Runs after mod_session's own decoding (and mod_session_crypto's): the
+ * entries as loaded are fingerprinted once, to tell at save time whether
+ * the handler changed anything. */
+static apr_status_t msm_session_decode(request_rec *r, session_rec *z)
+{
+    msm_req_t *q = req_get(r);
+
+    if (q == NULL || q->z != z || q->hashed) {
+        return DECLINED;
+    }
+    q->hashed = 1;
+    msm_hash_entries(z->entries, MSM_SESSION_EXPIRY, &q->loaded_hash);
+    q->loaded_expiry = z->expiry;
+    q->loaded_user = session_users(q->r->pool, z->entries);
+    return OK;
+}
+
+/* With SessionMaxAge the stored value carries mod_session's expiry; an
+ * unmodified session is written again once that is a tenth of the max age
+ * old, so that a session in use does not expire in mod_session's eyes. */
+static int expiry_stale(const msm_req_t *q, const session_rec *z)
+{
+    if (z->maxage <= 0 || z->expiry <= 0) {
+        return 0;
+    }
+    if (q->loaded_expiry <= 0) {
+        return 1;
+    }
+    return z->expiry - q->loaded_expiry >= apr_time_from_sec(z->maxage) / 10;
+}
+
+/* A user logged in (or another user did): a session id that may have been
+ * known before the login must not carry it (session fixation). */
+static int logged_in(const msm_req_t *q, const session_rec *z)
+{
+    const char *now;
+
+    if (q->dc->regenerate == 0 || !q->s.has_id) {
+        return 0;
+    }
+    now = session_users(q->r->pool, z->entries);
+    return now && (q->loaded_user == NULL || strcmp(now, q->loaded_user));
+}
+
+static void remove_session(msm_req_t *q)
+{
+    if (q->s.has_id) {
+        msm_store_remove(&q->sc->store, &q->ctx, &q->s);
+        if (q->sc->sticky == 1) {
+            msm_sticky_remove(q);
+        }
+        q->cookie = MSM_COOKIE_CLEAR;
+    }
+}
+
+static void write_session(msm_req_t *q, const session_rec *z)
+{
+    const char *value = z->encoded ? z->encoded : "";
+    apr_size_t len = strlen(value);
+    apr_status_t rv;
+
+    if (logged_in(q, z)) {
+        rv = msm_store_regenerate(&q->sc->store, &q->ctx, &q->s, value, len);
+    }
+    else {
+        rv = msm_store_save(&q->sc->store, &q->ctx, &q->s, value, len);
+    }
+    if (rv != APR_SUCCESS) {
+        return;                 /* logged by the store */
+    }
+    if (q->s.id_changed) {
+        q->cookie = MSM_COOKIE_SET;
+    }
+    if (q->sc->sticky == 1) {
+        msm_sticky_put(q, value, len);
+    }
+}
+
+static apr_status_t msm_session_save(request_rec *r, session_rec *z)
+{
+    const msm_dir_conf_t *dc;
+    const msm_server_conf_t *sc = enabled_conf(r, &dc);
+    msm_req_t *q;
+    msm_hash_t now;
+    int entries, unchanged;
+
+    if (sc == NULL) {
+        return DECLINED;
+    }
+    q = req_open(r, sc, dc);
+    entries = msm_hash_entries(z->entries, MSM_SESSION_EXPIRY, &now);
+    unchanged = q->s.has_id && q->hashed
+                && msm_hash_equal(&now, &q->loaded_hash)
+                && !expiry_stale(q, z);
+    if (q->read_only) {
+        if (!unchanged && (entries > 0 || q->s.has_id)) {
+            MSM_STAT_INC(sc->store.stats, dropped_readonly);
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MSMLOGNO(00143)
+                          "session change by %s %s dropped: MsmLocking Auto "
+                          "keeps GET and HEAD read-only", r->method, r->uri);
+        }
+        return OK;
+    }
+    if (entries == 0) {
+        /* Emptied (logout, SessionMaxAge reached) or never filled: a
+         * request without a session costs no memcached operation. */
+        remove_session(q);
+    }
+    else if (unchanged) {
+        MSM_STAT_INC(sc->store.stats, skipped_unmodified);
+    }
+    else {
+        write_session(q, z);
+    }
+    /* Errors are logged by mod_msm; mod_session would log them again. */
+    return OK;
+}
+
+/* ---- the cookie, once per response ---- */
+
+static void write_cookie(msm_req_t *q, request_rec *r)
+{
+    const msm_dir_conf_t *dc = q->dc;
+    long maxage = q->z ? q->z->maxage : 0;
+
+    q->cookie_written = 1;
+    /* A max age slides: the cookie is sent again with every response. */
+    if (q->cookie == MSM_COOKIE_KEEP && maxage > 0 && q->s.has_id) {
+        q->cookie = MSM_COOKIE_SET;
+    }
+    if (q->cookie == MSM_COOKIE_SET && q->s.has_id) {
+        if (q->sc->sticky == 1) {
+            apr_cpystrn(q->s.id.route, q->sc->route, sizeof(q->s.id.route));
+        }
+        ap_cookie_write(r, dc->cookie_name,
+                        msm_id_cookie_value(r->pool, &q->s.id),
+                        dc->cookie_attrs, maxage, r->err_headers_out, NULL);
+    }
+    else if (q->cookie == MSM_COOKIE_CLEAR
+             || (q->cookie == MSM_COOKIE_SET && q->cookie_in)) {
+        ap_cookie_remove(r, dc->cookie_name, dc->cookie_attrs,
+                         r->err_headers_out, NULL);
+    }
+}
+
+/* Runs after mod_session's output filter (which saves the session) and
+ * before the headers go out: the session is final here. */
+static apr_status_t msm_cookie_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    msm_req_t *q = req_get(f->r);
+
+    if (q && f->r->main == NULL) {
+        release_lock(q);
+        if (!q->cookie_written) {
+            write_cookie(q, f->r);
+        }
+    }
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void msm_insert_filter(request_rec *r)
+{
+    const msm_dir_conf_t *dc;
+
+    if (r->main == NULL && (req_get(r) || enabled_conf(r, &dc))) {
+        ap_add_output_filter(MSM_COOKIE_FILTER, NULL, r, r->connection);
+    }
+}
+
+/* ---- start-up ---- */
+
+static int msm_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp, server_rec *s)
+{
+    const char *err = msm_config_finalize(pconf, s);
+
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                     MSMLOGNO(00100) "%s", err);
+        return !OK;
+    }
+    return OK;
+}
+
+/* One anonymous shared segment: the counters, then every node list's
+ * health and statistics. Children inherit it across fork. */
+static int msm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    apr_array_header_t *all = msm_config_all_nodes();
+    apr_size_t size = APR_ALIGN_DEFAULT(sizeof(msm_stats_t));
+    apr_shm_t *shm;
+    char *mem;
+    server_rec *main_server = s;
+    apr_status_t rv;
+    int i;
+
+    for (i = 0; i < all->nelts; i++) {
+        size += APR_ALIGN_DEFAULT(msm_nodes_shared_size(
+                    APR_ARRAY_IDX(all, i, msm_nodes_t *)));
+    }
+    rv = apr_shm_create(&shm, size, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MSMLOGNO(00101)
+                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
+                     "memory for node state", size);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    mem = apr_shm_baseaddr_get(shm);
+    memset(mem, 0, size);
+    msm_status_set_shared((msm_stats_t *)mem, all);
+    mem += APR_ALIGN_DEFAULT(sizeof(msm_stats_t));
+    for (i = 0; i < all->nelts; i++) {
+        msm_nodes_t *nodes = APR_ARRAY_IDX(all, i, msm_nodes_t *);
+        msm_nodes_attach_shared(nodes, mem);
+        mem += APR_ALIGN_DEFAULT(msm_nodes_shared_size(nodes));
+    }
+    for (; s; s = s->next) {
+        msm_server_conf_t *sc = ap_get_module_config(s->module_config,
+                                                     &msm_module);
+        sc->store.stats = msm_status_stats();
+    }
+    return msm_sticky_post_config(pconf, main_server) == APR_SUCCESS
+           ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+static void msm_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_array_header_t *all = msm_config_all_nodes();
+    int threads = 1, i, j;
+
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads);
+    for (i = 0; i < all->nelts; i++) {
+        msm_nodes_t *nodes = APR_ARRAY_IDX(all, i, msm_nodes_t *);
+        for (j = 0; j < nodes->count; j++) {
+            msm_node_t *n = &nodes->node[j];
+            msm_mc_observer_t obs = { NULL, log_no_gat, n };
+            apr_status_t rv = msm_mc_server_create(pchild, n->addr,
+                                                   nodes->timeout,
+                                                   nodes->max_value,
+                                                   threads > 0 ? threads : 1,
+                                                   &obs, &n->mc);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MSMLOGNO(00102)
+                             "cannot set up memcached node %s", n->id);
+            }
+        }
+    }
+    msm_sticky_child_init(pchild, s);
+}
+
+static void msm_register_hooks(apr_pool_t *p)
+{
+    static const char *const after_session[] = { "mod_session.c", NULL };
+
+    ap_hook_check_config(msm_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(msm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(msm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_header_parser(msm_header_parser, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_session_load(msm_session_load, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_session_save(msm_session_save, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_session_decode(msm_session_decode, after_session, NULL,
+                           APR_HOOK_REALLY_LAST);
+    ap_register_output_filter(MSM_COOKIE_FILTER, msm_cookie_filter, NULL,
+                              AP_FTYPE_CONTENT_SET + 5);
+    ap_hook_insert_filter(msm_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(msm_insert_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    msm_status_register_hooks(p);
+    msm_sticky_register_hooks(p);
+}
+
+AP_DECLARE_MODULE(msm) = {
+    STANDARD20_MODULE_STUFF,
+    msm_create_dir_conf,
+    msm_merge_dir_conf,
+    msm_create_server_conf,
+    msm_merge_server_conf,
+    msm_cmds,
+    msm_register_hooks,
+#if AP_MODULE_MAGIC_AT_LEAST(AP_MODULE_FLAGS_MMN_MAJOR, AP_MODULE_FLAGS_MMN_MINOR)
+    AP_MODULE_FLAG_NONE
+#endif
+};

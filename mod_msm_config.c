@@ -1,0 +1,525 @@
+/* mod_msm directives: create/merge pairs and the command table. */
+#include "mod_msm.h"
+
+#include "apr_hash.h"
+#include "apr_strings.h"
+#include "http_core.h"
+
+/* The node lists of this configuration, for shared memory and child init. */
+static apr_array_header_t *all_nodes;
+
+/* ---- server config ---- */
+
+void *msm_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    msm_server_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->timeout = MSM_UNSET;
+    c->idle = MSM_UNSET;
+    c->backup = MSM_UNSET;
+    c->backup_async = MSM_UNSET;
+    c->retry = MSM_UNSET;
+    c->max_size = MSM_UNSET;
+    c->lock_expire = MSM_UNSET;
+    c->sticky = MSM_UNSET;
+    return c;
+}
+
+#define MERGE_NUM(field) (add->field != MSM_UNSET ? add->field : base->field)
+#define MERGE_PTR(field) (add->field ? add->field : base->field)
+
+void *msm_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    msm_server_conf_t *base = basev, *add = addv;
+    msm_server_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->nodes = MERGE_PTR(nodes);
+    c->failover = MERGE_PTR(failover);
+    c->timeout = MERGE_NUM(timeout);
+    c->prefix = MERGE_PTR(prefix);
+    c->idle = MERGE_NUM(idle);
+    c->backup = MERGE_NUM(backup);
+    c->backup_async = MERGE_NUM(backup_async);
+    c->retry = MERGE_NUM(retry);
+    c->max_size = MERGE_NUM(max_size);
+    c->lock_expire = MERGE_NUM(lock_expire);
+    c->sticky = MERGE_NUM(sticky);
+    c->route = MERGE_PTR(route);
+    c->sticky_cache = MERGE_PTR(sticky_cache);
+    return c;
+}
+
+/* ---- dir config ---- */
+
+void *msm_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    msm_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->locking = MSM_UNSET;
+    c->lock_timeout = MSM_UNSET;
+    c->lock_fail = MSM_UNSET;
+    c->regenerate = MSM_UNSET;
+    return c;
+}
+
+void *msm_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    msm_dir_conf_t *base = basev, *add = addv;
+    msm_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->cookie_set = add->cookie_set || base->cookie_set;
+    c->cookie_name = add->cookie_set ? add->cookie_name : base->cookie_name;
+    c->cookie_attrs = add->cookie_set ? add->cookie_attrs : base->cookie_attrs;
+    c->locking = MERGE_NUM(locking);
+    c->lock_timeout = MERGE_NUM(lock_timeout);
+    c->lock_fail = MERGE_NUM(lock_fail);
+    c->regenerate = MERGE_NUM(regenerate);
+    return c;
+}
+
+/* ---- argument checks ---- */
+
+static const char *parse_number(cmd_parms *cmd, const char *arg,
+                                apr_int64_t min, apr_int64_t max,
+                                const char *unit, apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v;
+
+    errno = 0;
+    v = apr_strtoi64(arg, &end, 10);
+    if (errno || end == arg || *end || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be a whole number of "
+                            "%s from %" APR_INT64_T_FMT " to %"
+                            APR_INT64_T_FMT, cmd->cmd->name, arg, unit, min,
+                            max);
+    }
+    *out = v;
+    return NULL;
+}
+
+static msm_server_conf_t *server_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &msm_module);
+}
+
+/* ---- server directives ---- */
+
+static const char *set_nodes(cmd_parms *cmd, void *dummy, int argc,
+                             char *const argv[])
+{
+    msm_server_conf_t *c = server_conf(cmd);
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    if (err) {
+        return err;
+    }
+    if ((err = msm_nodes_parse(cmd->pool, argc, argv, &c->nodes)) != NULL
+        || (err = msm_nodes_resolve(c->nodes, cmd->pool)) != NULL) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
+    }
+    return NULL;
+}
+
+static const char *set_failover(cmd_parms *cmd, void *dummy, int argc,
+                                char *const argv[])
+{
+    msm_server_conf_t *c = server_conf(cmd);
+    int i;
+
+    if (argc < 1) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                           ": needs at least one node id", NULL);
+    }
+    c->failover = apr_array_make(cmd->pool, argc, sizeof(char *));
+    for (i = 0; i < argc; i++) {
+        if (!msm_name_is_valid(argv[i])) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a node id",
+                                cmd->cmd->name, argv[i]);
+        }
+        APR_ARRAY_PUSH(c->failover, char *) = argv[i];
+    }
+    return NULL;
+}
+
+static const char *set_timeout(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    apr_int64_t ms;
+    const char *err = parse_number(cmd, arg, 1, 60000, "milliseconds", &ms);
+
+    if (err == NULL) {
+        server_conf(cmd)->timeout = apr_time_from_msec(ms);
+    }
+    return err;
+}
+
+static const char *set_prefix(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = msm_key_prefix_check(arg);
+
+    if (err) {
+        return apr_psprintf(cmd->pool, "%s: '%s' %s", cmd->cmd->name, arg,
+                            err);
+    }
+    server_conf(cmd)->prefix = arg;
+    return NULL;
+}
+
+/* memcached takes an expiry above 30 days as a date; backups get twice the
+ * idle time, hence at most 15 days. */
+static const char *set_idle(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    return parse_number(cmd, arg, 1, 15 * 86400, "seconds",
+                        &server_conf(cmd)->idle);
+}
+
+static const char *set_backup(cmd_parms *cmd, void *dummy, int flag)
+{
+    server_conf(cmd)->backup = flag;
+    return NULL;
+}
+
+static const char *set_backup_async(cmd_parms *cmd, void *dummy, int flag)
+{
+    server_conf(cmd)->backup_async = flag;
+    return NULL;
+}
+
+static const char *set_retry(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    apr_int64_t s;
+    const char *err = parse_number(cmd, arg, 1, 3600, "seconds", &s);
+
+    if (err == NULL) {
+        server_conf(cmd)->retry = apr_time_from_sec(s);
+    }
+    return err;
+}
+
+static const char *set_max_size(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    return parse_number(cmd, arg, 1024, 128 * 1024 * 1024, "bytes",
+                        &server_conf(cmd)->max_size);
+}
+
+static const char *set_lock_expire(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    return parse_number(cmd, arg, 1, 3600, "seconds",
+                        &server_conf(cmd)->lock_expire);
+}
+
+static const char *set_sticky(cmd_parms *cmd, void *dummy, int flag)
+{
+    server_conf(cmd)->sticky = flag;
+    return NULL;
+}
+
+static const char *set_route(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    if (!msm_name_is_valid(arg)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be 1-16 of A-Z a-z "
+                            "0-9 _", cmd->cmd->name, arg);
+    }
+    server_conf(cmd)->route = arg;
+    return NULL;
+}
+
+static const char *set_sticky_cache(cmd_parms *cmd, void *dummy,
+                                    const char *arg)
+{
+    const char *colon = strchr(arg, ':');
+    const char *name = colon ? apr_pstrmemdup(cmd->pool, arg, colon - arg)
+                             : arg;
+
+    if (ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
+                           AP_SOCACHE_PROVIDER_VERSION) == NULL) {
+        return apr_psprintf(cmd->pool, "%s: unknown socache provider '%s' "
+                            "(is mod_socache_%s loaded?)", cmd->cmd->name,
+                            name, name);
+    }
+    server_conf(cmd)->sticky_cache = arg;
+    return NULL;
+}
+
+/* ---- directory directives ---- */
+
+static int is_token_char(char ch)
+{
+    return ch > 0x20 && ch < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", ch);
+}
+
+static int is_attr_value(const char *v)
+{
+    for (; *v; v++) {
+        if ((unsigned char)*v <= 0x20 || *v == 0x7f || *v == ';'
+            || *v == ',') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One cookie attribute, checked and spelled as browsers expect. */
+static const char *cookie_attr(cmd_parms *cmd, const char *a,
+                               const char **out)
+{
+    const char *eq = strchr(a, '=');
+    const char *val = eq ? eq + 1 : NULL;
+    apr_size_t nlen = eq ? (apr_size_t)(eq - a) : strlen(a);
+
+    if (!eq && strcasecmp(a, "secure") == 0) {
+        *out = "Secure";
+    }
+    else if (!eq && strcasecmp(a, "httponly") == 0) {
+        *out = "HttpOnly";
+    }
+    else if (eq && (nlen == 4 && strncasecmp(a, "path", 4) == 0)
+             && *val && is_attr_value(val)) {
+        *out = apr_pstrcat(cmd->pool, "path=", val, NULL);
+    }
+    else if (eq && (nlen == 6 && strncasecmp(a, "domain", 6) == 0)
+             && *val && is_attr_value(val)) {
+        *out = apr_pstrcat(cmd->pool, "domain=", val, NULL);
+    }
+    else if (eq && nlen == 8 && strncasecmp(a, "samesite", 8) == 0
+             && (!strcasecmp(val, "Strict") || !strcasecmp(val, "Lax")
+                 || !strcasecmp(val, "None"))) {
+        *out = apr_pstrcat(cmd->pool, "SameSite=", val, NULL);
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: unknown or malformed cookie "
+                            "attribute '%s' (known: path=, domain=, secure, "
+                            "httponly, SameSite=Strict|Lax|None)",
+                            cmd->cmd->name, a);
+    }
+    return NULL;
+}
+
+static const char *set_cookie_name(cmd_parms *cmd, void *dconf,
+                                   const char *args)
+{
+    msm_dir_conf_t *c = dconf;
+    char *line = apr_pstrdup(cmd->pool, args), *last;
+    const char *name = apr_strtok(line, " \t", &last);
+    const char *attrs = NULL, *a;
+
+    if (name == NULL) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                           ": needs a cookie name", NULL);
+    }
+    for (a = name; *a; a++) {
+        if (!is_token_char(*a)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a valid cookie "
+                                "name", cmd->cmd->name, name);
+        }
+    }
+    while ((a = apr_strtok(NULL, " \t;", &last)) != NULL) {
+        const char *norm = NULL, *err = cookie_attr(cmd, a, &norm);
+        if (err) {
+            return err;
+        }
+        attrs = attrs ? apr_pstrcat(cmd->pool, attrs, ";", norm, NULL) : norm;
+    }
+    c->cookie_name = name;
+    c->cookie_attrs = attrs ? attrs : "HttpOnly";
+    c->cookie_set = 1;
+    return NULL;
+}
+
+static const char *set_locking(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    msm_dir_conf_t *c = dconf;
+
+    if (!strcasecmp(arg, "Off")) {
+        c->locking = MSM_LOCK_OFF;
+    }
+    else if (!strcasecmp(arg, "On")) {
+        c->locking = MSM_LOCK_ON;
+    }
+    else if (!strcasecmp(arg, "Auto")) {
+        c->locking = MSM_LOCK_AUTO;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be Off, On or Auto",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_lock_timeout(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    apr_int64_t ms;
+    const char *err = parse_number(cmd, arg, 0, 600000, "milliseconds", &ms);
+
+    if (err == NULL) {
+        ((msm_dir_conf_t *)dconf)->lock_timeout = apr_time_from_msec(ms);
+    }
+    return err;
+}
+
+static const char *set_lock_fail(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    msm_dir_conf_t *c = dconf;
+
+    if (!strcasecmp(arg, "Error")) {
+        c->lock_fail = MSM_LOCKFAIL_ERROR;
+    }
+    else if (!strcasecmp(arg, "Proceed")) {
+        c->lock_fail = MSM_LOCKFAIL_PROCEED;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be Error or Proceed",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_regenerate(cmd_parms *cmd, void *dconf, int flag)
+{
+    ((msm_dir_conf_t *)dconf)->regenerate = flag;
+    return NULL;
+}
+
+const command_rec msm_cmds[] = {
+    AP_INIT_TAKE_ARGV("MsmNodes", set_nodes, NULL, RSRC_CONF,
+        "memcached nodes as id:host:port ..."),
+    AP_INIT_TAKE_ARGV("MsmFailoverNodes", set_failover, NULL, RSRC_CONF,
+        "ids of MsmNodes that get new sessions only when all others are down"),
+    AP_INIT_TAKE1("MsmOperationTimeout", set_timeout, NULL, RSRC_CONF,
+        "deadline of one memcached operation in milliseconds (default 1000)"),
+    AP_INIT_TAKE1("MsmKeyPrefix", set_prefix, NULL, RSRC_CONF,
+        "prefix of every memcached key (default none)"),
+    AP_INIT_TAKE1("MsmIdleTimeout", set_idle, NULL, RSRC_CONF,
+        "seconds an unused session stays in memcached (default 1800)"),
+    AP_INIT_FLAG("MsmBackup", set_backup, NULL, RSRC_CONF,
+        "keep a backup copy on the next node (default On with 2+ nodes)"),
+    AP_INIT_FLAG("MsmBackupAsync", set_backup_async, NULL, RSRC_CONF,
+        "write backups after the response is sent (default On)"),
+    AP_INIT_TAKE1("MsmNodeRetry", set_retry, NULL, RSRC_CONF,
+        "seconds before a dead node is tried again (default 10)"),
+    AP_INIT_TAKE1("MsmMaxSessionSize", set_max_size, NULL, RSRC_CONF,
+        "largest session in bytes (default 1047552)"),
+    AP_INIT_TAKE1("MsmLockExpire", set_lock_expire, NULL, RSRC_CONF,
+        "seconds after which a lock frees itself (default 5)"),
+    AP_INIT_FLAG("MsmSticky", set_sticky, NULL, RSRC_CONF,
+        "serve sessions from a local shared-memory tier (default Off)"),
+    AP_INIT_TAKE1("MsmRoute", set_route, NULL, RSRC_CONF,
+        "this server's route, as in the balancer's route= (sticky mode)"),
+    AP_INIT_TAKE1("MsmStickyCache", set_sticky_cache, NULL, RSRC_CONF,
+        "socache provider[:args] of the sticky tier (default shmcb)"),
+    AP_INIT_RAW_ARGS("MsmCookieName", set_cookie_name, NULL,
+        RSRC_CONF | OR_AUTHCFG,
+        "cookie name and attributes; enables mod_msm here"),
+    AP_INIT_TAKE1("MsmLocking", set_locking, NULL, RSRC_CONF | OR_AUTHCFG,
+        "Off, On or Auto (lock all but GET/HEAD); default Off"),
+    AP_INIT_TAKE1("MsmLockTimeout", set_lock_timeout, NULL,
+        RSRC_CONF | OR_AUTHCFG,
+        "milliseconds to wait for a lock (default 3000)"),
+    AP_INIT_TAKE1("MsmLockFail", set_lock_fail, NULL, RSRC_CONF | OR_AUTHCFG,
+        "on lock timeout: Error (503, default) or Proceed unlocked"),
+    AP_INIT_FLAG("MsmRegenerateOnLogin", set_regenerate, NULL,
+        RSRC_CONF | OR_AUTHCFG,
+        "new session id when a user logs in (default On)"),
+    { NULL }
+};
+
+/* ---- resolving inheritance ---- */
+
+/* How a vhost uses a node list it may share with the server it inherits
+ * from; a vhost that uses it differently gets its own copy. */
+typedef struct {
+    apr_interval_time_t timeout, retry;
+    apr_size_t max_value;
+    const apr_array_header_t *failover;
+} nodes_usage_t;
+
+static int same_usage(const nodes_usage_t *a, const nodes_usage_t *b)
+{
+    return a->timeout == b->timeout && a->retry == b->retry
+        && a->max_value == b->max_value && a->failover == b->failover;
+}
+
+static msm_nodes_t *nodes_for(apr_pool_t *p, apr_hash_t *seen,
+                              msm_nodes_t *nodes, const nodes_usage_t *use)
+{
+    const nodes_usage_t *prev = apr_hash_get(seen, &nodes, sizeof(nodes));
+    msm_nodes_t **key;
+
+    if (prev && same_usage(prev, use)) {
+        return nodes;
+    }
+    if (prev) {
+        nodes = msm_nodes_clone(p, nodes);
+    }
+    key = apr_pmemdup(p, &nodes, sizeof(nodes));
+    apr_hash_set(seen, key, sizeof(*key), apr_pmemdup(p, use, sizeof(*use)));
+    APR_ARRAY_PUSH(all_nodes, msm_nodes_t *) = nodes;
+    return nodes;
+}
+
+static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
+                                   msm_server_conf_t *c)
+{
+    nodes_usage_t use;
+    msm_nodes_t *nodes;
+    const char *err;
+
+    use.timeout = c->timeout != MSM_UNSET ? c->timeout : MSM_DEFAULT_TIMEOUT;
+    use.retry = c->retry != MSM_UNSET ? c->retry : MSM_DEFAULT_RETRY;
+    use.max_value = (apr_size_t)(c->max_size != MSM_UNSET
+                                 ? c->max_size : MSM_DEFAULT_MAX_SIZE);
+    use.failover = c->failover;
+    nodes = nodes_for(p, seen, c->nodes, &use);
+    nodes->timeout = use.timeout;
+    nodes->retry = use.retry;
+    nodes->max_value = use.max_value;
+    err = msm_nodes_set_failover(p, nodes, c->failover ? c->failover->nelts : 0,
+                                 c->failover ? (char *const *)c->failover->elts
+                                             : NULL);
+    if (err) {
+        return apr_pstrcat(p, "MsmFailoverNodes: ", err, NULL);
+    }
+    if (c->sticky == 1 && c->route == NULL) {
+        return "MsmSticky On needs MsmRoute (this server's route name)";
+    }
+    c->store.nodes = nodes;
+    c->store.prefix = c->prefix ? c->prefix : "";
+    c->store.idle = (apr_uint32_t)(c->idle != MSM_UNSET ? c->idle
+                                                        : MSM_DEFAULT_IDLE);
+    c->store.backup = c->backup != MSM_UNSET ? c->backup : nodes->count > 1;
+    c->store.backup_async = c->backup_async != MSM_UNSET ? c->backup_async : 1;
+    c->store.primary_async = c->sticky == 1;
+    c->lock.expire = (apr_uint32_t)(c->lock_expire != MSM_UNSET
+                                    ? c->lock_expire
+                                    : MSM_DEFAULT_LOCK_EXPIRE);
+    return NULL;
+}
+
+const char *msm_config_finalize(apr_pool_t *p, server_rec *s)
+{
+    apr_hash_t *seen = apr_hash_make(p);
+
+    all_nodes = apr_array_make(p, 4, sizeof(msm_nodes_t *));
+    for (; s; s = s->next) {
+        msm_server_conf_t *c = ap_get_module_config(s->module_config,
+                                                    &msm_module);
+        const char *err;
+
+        if (c->nodes == NULL) {
+            continue;
+        }
+        if ((err = finalize_server(p, seen, c)) != NULL) {
+            return apr_psprintf(p, "%s (server %s:%u)", err,
+                                s->server_hostname ? s->server_hostname : "",
+                                s->port);
+        }
+    }
+    return NULL;
+}
+
+apr_array_header_t *msm_config_all_nodes(void)
+{
+    return all_nodes;
+}

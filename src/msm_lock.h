@@ -1,0 +1,50 @@
+/* Session locks with memcached add/delete, for apps that send parallel
+ * requests with one session.
+ *
+ * The lock is "lock:<key>" on the session's node, added with a token unique
+ * to the request and an expiry, so a crashed holder frees it eventually.
+ * Release deletes it only while it still holds our token: a request that
+ * outlived its lock must not delete the lock of the request that took it
+ * over. */
+#ifndef MSM_LOCK_H
+#define MSM_LOCK_H
+
+#include "msm_store.h"
+
+#define MSM_LOCK_TOKEN_MAX 48
+#define MSM_LOCK_BACKOFF_MIN apr_time_from_msec(5)
+#define MSM_LOCK_BACKOFF_MAX apr_time_from_msec(100)
+
+typedef struct msm_lock_conf {
+    apr_uint32_t expire;        /* MsmLockExpire, seconds */
+} msm_lock_conf_t;
+
+typedef struct msm_lock {
+    int held;
+    msm_node_t *node;
+    const char *key;
+    char token[MSM_LOCK_TOKEN_MAX];
+    apr_uint32_t rnd;           /* jitter state */
+} msm_lock_t;
+
+/* Takes the lock of session id on node, waiting (with backoff) at most
+ * wait_max. APR_SUCCESS: held; APR_TIMEUP: another request held it all the
+ * time; anything else: the node failed and nothing is held. *waited is how
+ * long it took. */
+apr_status_t msm_lock_acquire(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                              const msm_lock_conf_t *lc, msm_lock_t *lock,
+                              msm_node_t *node, const msm_id_t *id,
+                              apr_interval_time_t wait_max,
+                              apr_interval_time_t *waited);
+
+/* Releases a held lock. APR_SUCCESS: deleted; APR_EEXIST: it had expired
+ * and belongs to another request now (left alone); APR_NOTFOUND: it had
+ * expired; else the node failed. */
+apr_status_t msm_lock_release(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                              msm_lock_t *lock);
+
+/* The wait before attempt n (from 0): 5 ms doubling to 100 ms, each
+ * between half and all of that, from *rnd. */
+apr_interval_time_t msm_lock_backoff(int attempt, apr_uint32_t *rnd);
+
+#endif

@@ -1,0 +1,134 @@
+/* A small memcached text-protocol client with a deadline on every operation.
+ *
+ * Why not apr_memcache: as shipped it sets no I/O timeout after connect (a
+ * stopped memcached blocks a request forever), sends "delete <key> 0"
+ * (rejected by twemproxy and yrmcds), and has no gat/gats/touch/cas.
+ *
+ * One msm_mc_server_t is one memcached endpoint inside one httpd child: a
+ * small stack of idle connections, each used by one thread at a time. An
+ * operation is one write and, normally, one read: the socket is blocking with
+ * SO_RCVTIMEO/SO_SNDTIMEO set to what is left of the operation's deadline.
+ * A connection that saw any error is closed, never put back half-read.
+ */
+#ifndef MSM_MC_H
+#define MSM_MC_H
+
+#include <apr_pools.h>
+#include <apr_network_io.h>
+#include <apr_time.h>
+
+typedef struct msm_mc_server msm_mc_server_t;
+
+/* Outcomes of an operation besides APR_SUCCESS:
+ *   APR_NOTFOUND   miss (gets/gats), NOT_FOUND (delete, touch, cas)
+ *   APR_EEXIST     NOT_STORED (add) or EXISTS (cas)
+ *   MSM_MC_EREPLY  the server answered ERROR/CLIENT_ERROR/SERVER_ERROR:
+ *                  it is alive but refused this request
+ *   MSM_MC_ETOOBIG the value is larger than the server's max_value; nothing
+ *                  was sent
+ *   APR_EINVAL     a key memcached cannot take; nothing was sent
+ *   anything else  the node failed: connect, timeout, I/O or a malformed
+ *                  reply (use msm_mc_node_failed()) */
+#define MSM_MC_EREPLY  (APR_OS_START_USERERR + 701)
+#define MSM_MC_ETOOBIG (APR_OS_START_USERERR + 702)
+#define MSM_MC_EPROTO  (APR_OS_START_USERERR + 703)
+
+#define MSM_MC_KEY_MAX 250
+
+int msm_mc_node_failed(apr_status_t rv);
+
+typedef struct msm_mc_item {
+    char *value;              /* NUL-terminated copy in the caller's pool */
+    apr_size_t len;
+    apr_uint32_t flags;
+    apr_uint64_t cas;
+} msm_mc_item_t;
+
+typedef enum {
+    MSM_MC_SET,
+    MSM_MC_ADD,
+    MSM_MC_CAS
+} msm_mc_store_mode_e;
+
+/* Called after every operation with its outcome and duration (for
+ * statistics), and once when the server turns out not to know gats. */
+typedef struct msm_mc_observer {
+    void (*op_done)(void *baton, apr_status_t rv, apr_interval_time_t took);
+    void (*no_gat)(void *baton);
+    void *baton;
+} msm_mc_observer_t;
+
+/* max_idle: idle connections kept (the child's thread count is right);
+ * max_value: largest value sent or accepted. */
+apr_status_t msm_mc_server_create(apr_pool_t *p, apr_sockaddr_t *addr,
+                                  apr_interval_time_t timeout,
+                                  apr_size_t max_value, int max_idle,
+                                  const msm_mc_observer_t *observer,
+                                  msm_mc_server_t **out);
+
+/* gets: the value with its flags and cas. */
+apr_status_t msm_mc_get(msm_mc_server_t *s, apr_pool_t *p, const char *key,
+                        msm_mc_item_t *item);
+
+/* gats: the same, and the item's expiry slides to exptime, in one round
+ * trip; on servers without gats (twemproxy, yrmcds) gets + touch. */
+apr_status_t msm_mc_get_touch(msm_mc_server_t *s, apr_pool_t *p,
+                              const char *key, apr_uint32_t exptime,
+                              msm_mc_item_t *item);
+
+/* set, add or cas (cas_unique is used for MSM_MC_CAS only). */
+apr_status_t msm_mc_store(msm_mc_server_t *s, msm_mc_store_mode_e mode,
+                          const char *key, const char *value, apr_size_t len,
+                          apr_uint32_t flags, apr_uint32_t exptime,
+                          apr_uint64_t cas_unique);
+
+/* "delete <key>": without the legacy time argument twemproxy and yrmcds
+ * reject. */
+apr_status_t msm_mc_delete(msm_mc_server_t *s, const char *key);
+
+apr_status_t msm_mc_touch(msm_mc_server_t *s, const char *key,
+                          apr_uint32_t exptime);
+
+apr_status_t msm_mc_version(msm_mc_server_t *s, apr_pool_t *p,
+                            char **version);
+
+/* Closes the idle connections (child exit, tests). */
+void msm_mc_server_close_idle(msm_mc_server_t *s);
+
+/* ---- The reply parser, exposed for unit tests and fuzzing. ---- */
+
+typedef enum {
+    MSM_MC_REPLY_RETRIEVAL,   /* gets, gats */
+    MSM_MC_REPLY_STORAGE,     /* set, add, cas */
+    MSM_MC_REPLY_DELETE,
+    MSM_MC_REPLY_TOUCH,
+    MSM_MC_REPLY_VERSION
+} msm_mc_reply_kind_e;
+
+typedef enum {
+    MSM_MC_R_VALUE, MSM_MC_R_END, MSM_MC_R_STORED, MSM_MC_R_NOT_STORED,
+    MSM_MC_R_EXISTS, MSM_MC_R_NOT_FOUND, MSM_MC_R_DELETED, MSM_MC_R_TOUCHED,
+    MSM_MC_R_VERSION, MSM_MC_R_ERROR, MSM_MC_R_CLIENT_ERROR,
+    MSM_MC_R_SERVER_ERROR
+} msm_mc_reply_type_e;
+
+typedef struct msm_mc_reply {
+    msm_mc_reply_type_e type;
+    const char *data;         /* value, version or error text; not NUL-ended */
+    apr_size_t len;
+    apr_uint32_t flags;
+    apr_uint64_t cas;
+} msm_mc_reply_t;
+
+/* Parses one whole reply of the given kind from buf[0..len).
+ * APR_SUCCESS: *reply is set and *consumed says how many bytes it took;
+ * APR_INCOMPLETE: more bytes are needed; MSM_MC_EPROTO: the bytes are not a
+ * reply to this request (wrong key, bad numbers, value over max_value, ...)
+ * and the connection must be dropped. key is the key asked for (retrievals
+ * only): a VALUE for any other key is a protocol error. */
+apr_status_t msm_mc_parse_reply(msm_mc_reply_kind_e kind, const char *key,
+                                const char *buf, apr_size_t len,
+                                apr_size_t max_value, msm_mc_reply_t *reply,
+                                apr_size_t *consumed);
+
+#endif

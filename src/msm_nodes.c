@@ -1,0 +1,323 @@
+#include "msm_nodes.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+/* 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000 ms */
+const apr_interval_time_t msm_latency_bounds[MSM_LATENCY_BUCKETS] = {
+    100, 500, 1000, 5000, 10000, 50000, 100000, 500000, 1000000
+};
+
+/* "id:host:port", "id:[v6]:port" */
+static const char *parse_node(apr_pool_t *p, const char *word, msm_node_t *n)
+{
+    const char *colon = strchr(word, ':');
+    const char *host, *portstr;
+    char *end;
+    long port;
+
+    if (colon == NULL) {
+        return apr_psprintf(p, "'%s' is not id:host:port", word);
+    }
+    n->id = apr_pstrmemdup(p, word, (apr_size_t)(colon - word));
+    if (!msm_name_is_valid(n->id)) {
+        return apr_psprintf(p, "node id '%s' must be 1-16 of A-Z a-z 0-9 _",
+                            n->id);
+    }
+    host = colon + 1;
+    if (*host == '[') {
+        const char *close = strchr(host, ']');
+        if (close == NULL || close[1] != ':') {
+            return apr_psprintf(p, "'%s': bad [IPv6]:port", word);
+        }
+        n->host = apr_pstrmemdup(p, host + 1, (apr_size_t)(close - host - 1));
+        portstr = close + 2;
+    }
+    else {
+        const char *last = strrchr(host, ':');
+        if (last == NULL || last == host) {
+            return apr_psprintf(p, "'%s' is not id:host:port", word);
+        }
+        n->host = apr_pstrmemdup(p, host, (apr_size_t)(last - host));
+        portstr = last + 1;
+    }
+    port = strtol(portstr, &end, 10);
+    if (*n->host == '\0' || *portstr == '\0' || *end != '\0' || port < 1
+        || port > 65535) {
+        return apr_psprintf(p, "'%s': port must be 1-65535", word);
+    }
+    n->port = (apr_port_t)port;
+    return NULL;
+}
+
+const char *msm_nodes_parse(apr_pool_t *p, int argc, char *const argv[],
+                            msm_nodes_t **out)
+{
+    msm_nodes_t *nodes = apr_pcalloc(p, sizeof(*nodes));
+    int i, j;
+
+    if (argc < 1) {
+        return "needs at least one id:host:port";
+    }
+    nodes->node = apr_pcalloc(p, sizeof(msm_node_t) * (apr_size_t)argc);
+    nodes->count = argc;
+    for (i = 0; i < argc; i++) {
+        const char *err = parse_node(p, argv[i], &nodes->node[i]);
+        if (err) {
+            return err;
+        }
+        nodes->node[i].index = i;
+        for (j = 0; j < i; j++) {
+            if (strcmp(nodes->node[j].id, nodes->node[i].id) == 0) {
+                return apr_psprintf(p, "node id '%s' is used twice",
+                                    nodes->node[i].id);
+            }
+        }
+    }
+    *out = nodes;
+    return NULL;
+}
+
+const char *msm_nodes_set_failover(apr_pool_t *p, msm_nodes_t *nodes,
+                                   int argc, char *const argv[])
+{
+    int i, failover = 0;
+
+    for (i = 0; i < nodes->count; i++) {
+        nodes->node[i].failover = 0;
+    }
+    for (i = 0; i < argc; i++) {
+        msm_node_t *n = msm_nodes_find(nodes, argv[i]);
+        if (n == NULL) {
+            return apr_psprintf(p, "'%s' is not a node id of MsmNodes",
+                                argv[i]);
+        }
+        failover += !n->failover;
+        n->failover = 1;
+    }
+    if (failover == nodes->count) {
+        return "lists every node: at least one must be a regular node";
+    }
+    return NULL;
+}
+
+const char *msm_nodes_resolve(msm_nodes_t *nodes, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < nodes->count; i++) {
+        msm_node_t *n = &nodes->node[i];
+        apr_status_t rv = apr_sockaddr_info_get(&n->addr, n->host, APR_UNSPEC,
+                                                n->port, 0, p);
+        if (rv != APR_SUCCESS) {
+            char buf[120];
+            return apr_psprintf(p, "cannot resolve '%s' of node %s: %s",
+                                n->host, n->id,
+                                apr_strerror(rv, buf, sizeof(buf)));
+        }
+    }
+    return NULL;
+}
+
+msm_nodes_t *msm_nodes_clone(apr_pool_t *p, const msm_nodes_t *nodes)
+{
+    msm_nodes_t *copy = apr_pmemdup(p, nodes, sizeof(*nodes));
+    int i;
+
+    copy->node = apr_pmemdup(p, nodes->node,
+                             sizeof(msm_node_t) * (apr_size_t)nodes->count);
+    for (i = 0; i < copy->count; i++) {
+        copy->node[i].shared = NULL;
+        copy->node[i].mc = NULL;
+    }
+    copy->all_dead_logged = NULL;
+    return copy;
+}
+
+msm_node_t *msm_nodes_find(const msm_nodes_t *nodes, const char *id)
+{
+    int i;
+
+    for (i = 0; i < nodes->count; i++) {
+        if (strcmp(nodes->node[i].id, id) == 0) {
+            return &nodes->node[i];
+        }
+    }
+    return NULL;
+}
+
+apr_size_t msm_nodes_shared_size(const msm_nodes_t *nodes)
+{
+    return APR_ALIGN_DEFAULT(sizeof(apr_uint64_t))
+        + sizeof(msm_node_shared_t) * (apr_size_t)nodes->count;
+}
+
+void msm_nodes_attach_shared(msm_nodes_t *nodes, void *mem)
+{
+    msm_node_shared_t *slots;
+    int i;
+
+    nodes->all_dead_logged = mem;
+    slots = (msm_node_shared_t *)((char *)mem
+                                  + APR_ALIGN_DEFAULT(sizeof(apr_uint64_t)));
+    for (i = 0; i < nodes->count; i++) {
+        nodes->node[i].shared = &slots[i];
+    }
+}
+
+int msm_node_is_live(const msm_node_t *n)
+{
+    return apr_atomic_read32((volatile apr_uint32_t *)&n->shared->dead) == 0;
+}
+
+msm_node_use_e msm_node_usable(msm_node_t *n, apr_interval_time_t retry,
+                               apr_time_t now)
+{
+    apr_uint64_t at;
+
+    if (msm_node_is_live(n)) {
+        return MSM_NODE_LIVE;
+    }
+    at = apr_atomic_read64(&n->shared->retry_at);
+    if ((apr_uint64_t)now < at) {
+        return MSM_NODE_SKIP;
+    }
+    /* Of all the children that see the retry is due, one moves it on and
+     * probes; the others keep skipping the node. */
+    if (apr_atomic_cas64(&n->shared->retry_at, (apr_uint64_t)(now + retry),
+                         at) == at) {
+        return MSM_NODE_PROBE;
+    }
+    return MSM_NODE_SKIP;
+}
+
+static void count_latency(msm_node_shared_t *sh, apr_interval_time_t took)
+{
+    int b = 0;
+
+    while (b < MSM_LATENCY_BUCKETS && took > msm_latency_bounds[b]) {
+        b++;
+    }
+    apr_atomic_inc64(&sh->latency[b]);
+    apr_atomic_add64(&sh->latency_sum_us, (apr_uint64_t)(took > 0 ? took : 0));
+}
+
+msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
+                                  apr_interval_time_t retry,
+                                  apr_interval_time_t took, apr_time_t now)
+{
+    msm_node_shared_t *sh = n->shared;
+
+    apr_atomic_inc64(&sh->ops);
+    count_latency(sh, took);
+    if (!msm_mc_node_failed(rv)) {
+        if (apr_atomic_cas32(&sh->dead, 0, 1) == 1) {
+            apr_atomic_set64(&sh->since, (apr_uint64_t)now);
+            return MSM_NODE_CAME_UP;
+        }
+        return MSM_NODE_UNCHANGED;
+    }
+    apr_atomic_inc64(&sh->errors);
+    if (rv == APR_TIMEUP) {
+        apr_atomic_inc64(&sh->timeouts);
+    }
+    apr_atomic_set64(&sh->retry_at, (apr_uint64_t)(now + retry));
+    if (apr_atomic_cas32(&sh->dead, 1, 0) == 0) {
+        apr_atomic_set64(&sh->since, (apr_uint64_t)now);
+        return MSM_NODE_WENT_DOWN;
+    }
+    return MSM_NODE_STILL_DOWN;
+}
+
+/* The k-th (from 0) live node with the given failover flag, or NULL. */
+static msm_node_t *nth_live(msm_nodes_t *nodes, int failover, unsigned int k)
+{
+    int i;
+
+    for (i = 0; i < nodes->count; i++) {
+        msm_node_t *n = &nodes->node[i];
+        if (n->failover == failover && msm_node_is_live(n) && k-- == 0) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+static unsigned int count_live(const msm_nodes_t *nodes, int failover)
+{
+    unsigned int live = 0;
+    int i;
+
+    for (i = 0; i < nodes->count; i++) {
+        live += nodes->node[i].failover == failover
+                && msm_node_is_live(&nodes->node[i]);
+    }
+    return live;
+}
+
+msm_node_t *msm_nodes_pick_new(msm_nodes_t *nodes, unsigned int spread,
+                               apr_time_t now)
+{
+    int failover, i;
+
+    for (failover = 0; failover <= 1; failover++) {
+        unsigned int live = count_live(nodes, failover);
+        if (live > 0) {
+            msm_node_t *n = nth_live(nodes, failover, spread % live);
+            if (n) {            /* NULL only if one died in between */
+                return n;
+            }
+        }
+    }
+    for (i = 0; i < nodes->count; i++) {
+        msm_node_t *n = &nodes->node[(spread + (unsigned int)i)
+                                     % (unsigned int)nodes->count];
+        if (msm_node_usable(n, nodes->retry, now) != MSM_NODE_SKIP) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+msm_node_t *msm_nodes_pick_backup(msm_nodes_t *nodes,
+                                  const msm_node_t *primary, apr_time_t now)
+{
+    int i;
+
+    for (i = 1; i < nodes->count; i++) {
+        msm_node_t *n = &nodes->node[(primary->index + i) % nodes->count];
+        if (msm_node_usable(n, nodes->retry, now) != MSM_NODE_SKIP) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
+                                            const msm_node_t *from, int *pos,
+                                            apr_time_t now)
+{
+    int span = from ? nodes->count - 1 : nodes->count;
+    int base = from ? from->index + 1 : 0;
+
+    while (*pos < span) {
+        msm_node_t *n = &nodes->node[(base + (*pos)++) % nodes->count];
+        if (msm_node_usable(n, nodes->retry, now) != MSM_NODE_SKIP) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now)
+{
+    apr_uint64_t last = apr_atomic_read64(nodes->all_dead_logged);
+
+    if (last != 0 && (apr_uint64_t)now < last + (apr_uint64_t)nodes->retry) {
+        return 0;
+    }
+    return apr_atomic_cas64(nodes->all_dead_logged, (apr_uint64_t)now, last)
+           == last;
+}

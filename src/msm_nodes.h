@@ -1,0 +1,121 @@
+/* The memcached nodes of one server (vhost): parsing MsmNodes, health shared
+ * by all httpd children, and the choice of node for a new session and for
+ * a backup copy. */
+#ifndef MSM_NODES_H
+#define MSM_NODES_H
+
+#include <apr_pools.h>
+#include <apr_network_io.h>
+#include <apr_time.h>
+
+#include "msm_id.h"
+#include "msm_mc.h"
+
+/* Latency buckets of the per-node histogram, upper bounds in µs. */
+#define MSM_LATENCY_BUCKETS 9
+extern const apr_interval_time_t msm_latency_bounds[MSM_LATENCY_BUCKETS];
+
+/* The part of a node that lives in shared memory: every child sees the same
+ * health and counters. Written with atomics only. */
+typedef struct msm_node_shared {
+    volatile apr_uint32_t dead;
+    volatile apr_uint32_t reserved;
+    volatile apr_uint64_t retry_at;     /* apr_time_t: next probe when dead */
+    volatile apr_uint64_t since;        /* apr_time_t of the last change */
+    volatile apr_uint64_t ops;
+    volatile apr_uint64_t errors;
+    volatile apr_uint64_t timeouts;
+    volatile apr_uint64_t latency[MSM_LATENCY_BUCKETS + 1];  /* +1: slower */
+    volatile apr_uint64_t latency_sum_us;
+} msm_node_shared_t;
+
+typedef struct msm_node {
+    const char *id;
+    const char *host;
+    apr_port_t port;
+    apr_sockaddr_t *addr;
+    int index;                  /* position in MsmNodes */
+    int failover;               /* listed in MsmFailoverNodes */
+    msm_node_shared_t *shared;
+    msm_mc_server_t *mc;        /* per child, made at child init */
+} msm_node_t;
+
+typedef struct msm_nodes {
+    msm_node_t *node;
+    int count;
+    apr_interval_time_t retry;  /* MsmNodeRetry */
+    apr_interval_time_t timeout;    /* MsmOperationTimeout */
+    apr_size_t max_value;       /* MsmMaxSessionSize */
+    volatile apr_uint64_t *all_dead_logged;  /* shared: throttles a warning */
+} msm_nodes_t;
+
+/* What msm_node_usable() says about a node now. */
+typedef enum {
+    MSM_NODE_SKIP = 0,          /* dead, not yet time to try again */
+    MSM_NODE_LIVE,
+    MSM_NODE_PROBE              /* dead, and this caller won the retry */
+} msm_node_use_e;
+
+/* What msm_node_report() changed, to log transitions once. */
+typedef enum {
+    MSM_NODE_UNCHANGED = 0,
+    MSM_NODE_WENT_DOWN,
+    MSM_NODE_CAME_UP,
+    MSM_NODE_STILL_DOWN         /* a probe failed */
+} msm_node_change_e;
+
+/* Parses "id:host:port" words (host may be "[v6addr]"); NULL or an error
+ * text. Addresses are not resolved here. */
+const char *msm_nodes_parse(apr_pool_t *p, int argc, char *const argv[],
+                            msm_nodes_t **out);
+
+/* Marks the named nodes as failover nodes; NULL or an error text. */
+const char *msm_nodes_set_failover(apr_pool_t *p, msm_nodes_t *nodes,
+                                   int argc, char *const argv[]);
+
+/* Resolves every node's address; NULL or an error text. */
+const char *msm_nodes_resolve(msm_nodes_t *nodes, apr_pool_t *p);
+
+/* A copy with its own health and connections (a vhost that inherits the
+ * node list but changes how it is used). */
+msm_nodes_t *msm_nodes_clone(apr_pool_t *p, const msm_nodes_t *nodes);
+
+msm_node_t *msm_nodes_find(const msm_nodes_t *nodes, const char *id);
+
+/* Bytes of shared memory for the nodes, and handing it out. */
+apr_size_t msm_nodes_shared_size(const msm_nodes_t *nodes);
+void msm_nodes_attach_shared(msm_nodes_t *nodes, void *mem);
+
+msm_node_use_e msm_node_usable(msm_node_t *n, apr_interval_time_t retry,
+                               apr_time_t now);
+int msm_node_is_live(const msm_node_t *n);
+
+/* Records the outcome of an operation (rv as from msm_mc_*). */
+msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
+                                  apr_interval_time_t retry,
+                                  apr_interval_time_t took, apr_time_t now);
+
+/* A node for a new session: a live primary picked by spread, else a live
+ * failover node, else a dead node whose retry is due (this caller probes
+ * it); NULL when none can be tried. */
+msm_node_t *msm_nodes_pick_new(msm_nodes_t *nodes, unsigned int spread,
+                               apr_time_t now);
+
+/* The backup node of primary: the next usable node after it in MsmNodes
+ * order, wrapping, never primary itself; NULL when there is none. */
+msm_node_t *msm_nodes_pick_backup(msm_nodes_t *nodes,
+                                  const msm_node_t *primary, apr_time_t now);
+
+/* Where a backup copy of a session on node "from" may be: every node after
+ * it in order, wrapping (all nodes when from is NULL: a node id no longer
+ * configured). Call with *pos = 0 first; returns NULL at the end. Nodes
+ * that are dead (and not due for a probe) are skipped. */
+msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
+                                            const msm_node_t *from, int *pos,
+                                            apr_time_t now);
+
+/* 1 if the caller should log "all nodes are dead" now (at most once per
+ * retry interval across all children). */
+int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now);
+
+#endif

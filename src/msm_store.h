@@ -1,0 +1,99 @@
+/* Sessions on memcached nodes: where a session lives, its backup copy, and
+ * what happens when its node is gone. This is the whole storage logic
+ * without httpd: mod_msm.c turns requests into these calls. */
+#ifndef MSM_STORE_H
+#define MSM_STORE_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+#include "msm_id.h"
+#include "msm_mc.h"
+#include "msm_nodes.h"
+#include "msm_stats.h"
+
+/* Levels as syslog and APLOG_* number them. */
+#define MSM_LOG_ERR     3
+#define MSM_LOG_WARNING 4
+#define MSM_LOG_NOTICE  5
+#define MSM_LOG_INFO    6
+#define MSM_LOG_DEBUG   7
+
+/* msg starts with its "MSMnnnnn: " number. */
+typedef void msm_log_fn(void *baton, int level, apr_status_t rv,
+                        const char *msg);
+
+typedef struct msm_store_conf {
+    msm_nodes_t *nodes;
+    const char *prefix;         /* MsmKeyPrefix */
+    apr_uint32_t idle;          /* MsmIdleTimeout, seconds */
+    int backup;                 /* backup copies on (needs 2+ nodes) */
+    int backup_async;           /* write them after the response */
+    int primary_async;          /* sticky mode: write the primary after the
+                                 * response too (the local tier has it) */
+    msm_stats_t *stats;         /* may be NULL */
+} msm_store_conf_t;
+
+/* One request's work with the store. */
+typedef struct msm_store_ctx {
+    apr_pool_t *pool;
+    msm_log_fn *log;
+    void *log_baton;
+    apr_array_header_t *later;  /* deferred operations (msm_later_t) */
+    int wrote;                  /* the session was saved or removed */
+} msm_store_ctx_t;
+
+/* A session as this request sees it. */
+typedef struct msm_session {
+    msm_id_t id;
+    int has_id;                 /* id is set (from a cookie or a save) */
+    msm_node_t *node;           /* node holding it; NULL: not configured */
+    const char *value;          /* as loaded; NULL when not found */
+    apr_size_t len;
+    apr_uint32_t written_at;    /* flags: unix time of its last full write */
+    apr_uint64_t cas;
+    int id_changed;             /* new id or node: the cookie must change */
+} msm_session_t;
+
+void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
+                        void *baton);
+
+/* Loads s->id. APR_SUCCESS: s->value is the session (possibly read from
+ * its backup and moved to a live node: then s->id_changed). APR_NOTFOUND:
+ * no node has it. Otherwise nodes failed and it could not be told. */
+apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                            msm_session_t *s);
+
+/* Writes value as the session: a new id when s has none (or its node is no
+ * longer configured), the same id otherwise (another node if its node is
+ * down). Queues the backup copy. */
+apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                            msm_session_t *s, const char *value,
+                            apr_size_t len);
+
+/* Deletes the session and its backup; s no longer has an id. */
+apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                              msm_session_t *s);
+
+/* Moves s to a fresh id (session fixation after a login): the value is
+ * written under the new id and the old keys are deleted. */
+apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_session_t *s,
+                                  const char *value, apr_size_t len);
+
+/* Sticky mode, a session served from the local tier: memcached's copies
+ * must not expire meanwhile. Touches primary and backup after the
+ * response, writing value where memcached lost it. */
+void msm_store_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                         const msm_session_t *s);
+
+/* Runs what was deferred (backup writes, deletes of old keys). */
+void msm_store_run_later(const msm_store_conf_t *c, msm_store_ctx_t *ctx);
+
+/* Logs a node's state change after an operation on it; also used by the
+ * lock code. */
+void msm_store_node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                         msm_node_t *n, apr_status_t rv, apr_time_t started);
+
+#endif
