@@ -516,7 +516,7 @@ static apr_status_t exchange(msm_mc_server_t *s, msm_mc_conn_t *c,
         rv = conn_recv_reply(s, c, op->kind, op->key, deadline, &op->reply,
                              got);
     }
-    if (rv == APR_SUCCESS && op->copy_pool) {
+    if (rv == APR_SUCCESS && op->copy_pool && op->reply.data) {
         op->copy = apr_palloc(op->copy_pool, op->reply.len + 1);
         memcpy(op->copy, op->reply.data, op->reply.len);
         op->copy[op->reply.len] = '\0';

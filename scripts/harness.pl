@@ -1,0 +1,70 @@
+#!/usr/bin/perl
+# scripts/harness.pl - runs t/*.t files against the (already started) Apache::Test
+# server with TAP::Harness and writes the assertion counts for scripts/test.sh.
+#
+#   perl scripts/harness.pl [--counts FILE] [--timeout SECS] [--verbose] t/a.t t/b.t ...
+#
+# Counts: passed = passed assertions (skips and TODOs included),
+# failed = failed assertions + files that failed without a failed assertion
+# (died, bad plan, killed by the per-file timeout, no tests run).
+# Exit status: 0 only when nothing failed.
+use strict;
+use warnings;
+use Getopt::Long qw(GetOptions);
+use TAP::Harness ();
+
+my ($counts, $timeout, $verbose) = (undef, 300, 0);
+GetOptions('counts=s' => \$counts, 'timeout=i' => \$timeout, 'verbose!' => \$verbose)
+    or die "usage: $0 [--counts FILE] [--timeout SECS] [--verbose] tests...\n";
+my @tests = @ARGV or die "$0: no test files given\n";
+
+# each file runs under coreutils timeout (its own process group: on timeout the
+# test and everything it started - memcached, extra httpds - get the signal)
+my @exec = ($^X, '-It/lib');
+unshift @exec, 'timeout', '--kill-after=10', $timeout if $timeout > 0;
+
+my $harness = TAP::Harness->new({
+    verbosity => $verbose ? 1 : 0,
+    timer     => 1,
+    color     => 0,
+    merge     => 0,
+    exec      => \@exec,
+});
+my $agg = $harness->runtests(@tests);
+
+my ($passed, $failed) = (0, 0);
+my @bad;
+for my $t ($agg->descriptions) {
+    my ($p) = $agg->parsers($t);
+    my $np = scalar(() = $p->passed);
+    my $nf = scalar(() = $p->failed);
+    $passed += $np;
+    $failed += $nf;
+    my $problem = $p->has_problems || ($p->tests_run == 0 && !$p->skip_all);
+    if ($nf) {
+        push @bad, "$t: $nf failed assertion(s)";
+    }
+    elsif ($problem) {
+        $failed += 1;
+        my @why;
+        push @why, 'exit ' . $p->exit if $p->exit;
+        push @why, 'wait ' . $p->wait if $p->wait;
+        push @why, 'planned ' . ($p->tests_planned // '?') . ', ran ' . $p->tests_run
+            if ($p->tests_planned // -1) != $p->tests_run;
+        push @why, $p->parse_errors;
+        push @why, 'no tests run' if $p->tests_run == 0;
+        push @bad, "$t: dubious (" . join('; ', @why) . ')';
+    }
+}
+
+if (@bad) {
+    print "\nfailures:\n";
+    print "  $_\n" for @bad;
+}
+
+if ($counts) {
+    open my $fh, '>', $counts or die "$counts: $!\n";
+    print $fh "$passed $failed\n";
+    close $fh;
+}
+exit($failed ? 1 : 0);

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# scripts/test.sh - THE test command of mod_msm (CI runs it through .ci/run).
+#
+#   bash scripts/test.sh [--asan] [--only t/foo.t]... [--keep] [--no-module] [--verbose]
+#
+# Run as root on a fresh Debian 12 machine it:
+#   1. apt-get installs what the build and the tests need (skipped when present);
+#   2. creates the unprivileged user msmtest (Apache::Test refuses to run as root);
+#   3. copies the work tree (no .git, no build outputs) into a fresh build dir
+#      ${MSM_BUILD_DIR:-/var/tmp}/msm-test.PID owned by msmtest;
+#   4. there, as msmtest: autoreconf -fi, ./configure --with-apxs, make,
+#      make check (C unit tests), then the Apache::Test suite t/*.t.
+# Run as another user it skips 1-2 and builds/tests as that user.
+#
+# Options:
+#   --asan       configure --enable-sanitizers; httpd runs with libasan LD_PRELOADed;
+#                any ASan report fails the run
+#   --only FILE  run only this t/*.t file (repeatable; skips make check)
+#   --keep       keep the build dir even when everything passed
+#   --no-module  infra development only: skip the build and make check and run the
+#                Apache::Test suite without mod_msm (-defines MSM_NO_MODULE)
+#   --verbose    verbose TAP output
+# Environment: MSM_BUILD_DIR (parent of the build dir), MSM_TEST_TIMEOUT (per t/*.t
+# file, seconds, default 300), MSM_SKIP_APT=1 (do not run apt-get).
+#
+# Exit status is non-zero on any failure. The last line printed is always
+# "N passed, N failed" (assertions: C unit test results + Apache::Test assertions;
+# a build failure is "0 passed, 1 failed").
+set -u -o pipefail
+exec 2>&1   # one ordered stream: the summary line stays the last line
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+START_TS=$(date +%s)
+
+ASAN=0 KEEP=0 NO_MODULE=0 VERBOSE=0
+ONLY=()
+PASSED=0
+FAILED=0
+BUILD=""
+HTTPD_STARTED=0
+FINISHED=0
+
+log()  { printf '== %s [%ss]\n' "$*" "$(( $(date +%s) - START_TS ))"; }
+warn() { printf '!! %s\n' "$*" >&2; }
+
+# run a command as the test user, in the build dir
+as_user() {
+    if [ -n "${RUN_USER:-}" ]; then
+        runuser -u "$RUN_USER" -- env HOME="$BUILD/.home" TMPDIR="$BUILD/.tmp" \
+            LC_ALL=C.UTF-8 "$@"
+    else
+        env HOME="${HOME:-$BUILD/.home}" TMPDIR="$BUILD/.tmp" LC_ALL=C.UTF-8 "$@"
+    fi
+}
+
+stop_httpd() {
+    [ "$HTTPD_STARTED" = 1 ] || return 0
+    HTTPD_STARTED=0
+    (cd "$BUILD" && as_user timeout 60 t/TEST -stop-httpd >/dev/null 2>&1) || true
+    # fallback: the pid from Apache::Test's own pid file (the server this run started)
+    local pidf="$BUILD/t/logs/httpd.pid" pid
+    if [ -s "$pidf" ]; then
+        pid=$(cat "$pidf" 2>/dev/null)
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            warn "httpd $pid still running after t/TEST -stop-httpd: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+}
+
+# always the last thing printed
+finish() {
+    local rc=${1:-0}
+    [ "$FINISHED" = 1 ] && exit "$rc"
+    FINISHED=1
+    trap - EXIT INT TERM
+    stop_httpd
+    if [ -n "$BUILD" ] && [ -d "$BUILD" ]; then
+        if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "$KEEP" = 0 ]; then
+            rm -rf "$BUILD"
+        else
+            echo "build dir kept: $BUILD (logs: $BUILD/.logs, $BUILD/t/logs)"
+        fi
+    fi
+    if [ "$FAILED" -gt 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
+    if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then FAILED=1; fi
+    log "done"
+    echo "$PASSED passed, $FAILED failed"
+    exit "$rc"
+}
+trap 'finish $?' EXIT
+trap 'warn interrupted; FAILED=$((FAILED+1)); finish 130' INT TERM
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --asan) ASAN=1 ;;
+        --keep) KEEP=1 ;;
+        --no-module) NO_MODULE=1 ;;
+        --verbose|-v) VERBOSE=1 ;;
+        --only) shift; [ $# -gt 0 ] || { warn "--only needs a file"; exit 2; }; ONLY+=("$1") ;;
+        --only=*) ONLY+=("${1#--only=}") ;;
+        -h|--help) FINISHED=1; sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) warn "unknown argument '$1' (see --help)"; exit 2 ;;
+    esac
+    shift
+done
+
+
+fail_step() {   # fail_step "what" [logfile]
+    warn "FAILED: $1"
+    if [ -n "${2:-}" ] && [ -f "$2" ]; then
+        echo "---- last lines of $2"
+        tail -n 60 "$2"
+        echo "----"
+    fi
+    FAILED=$((FAILED + 1))
+    finish 1
+}
+
+# ------------------------------------------------------------------ 1. packages
+PKGS="apache2 apache2-dev memcached libapache2-mod-perl2 autoconf automake libtool
+      pkg-config make gcc libc6-dev libwww-perl libjson-pp-perl wrk nutcracker yrmcds
+      curl perl git ca-certificates procps"
+
+if [ "$(id -u)" = 0 ]; then
+    if [ "${MSM_SKIP_APT:-0}" != 1 ]; then
+        missing=""
+        for p in $PKGS; do
+            st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+            [ "$st" = installed ] || missing="$missing $p"
+        done
+        if [ -n "$missing" ]; then
+            log "apt-get install:$missing"
+            export DEBIAN_FRONTEND=noninteractive
+            timeout 900 apt-get update -qq >/dev/null \
+                || fail_step "apt-get update"
+            timeout 1200 apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+                || fail_step "apt-get install$missing"
+        fi
+    fi
+    RUN_USER=msmtest
+    if ! id -u "$RUN_USER" >/dev/null 2>&1; then
+        log "creating user $RUN_USER"
+        useradd --system --user-group --create-home --home-dir /var/lib/msmtest \
+            --shell /bin/bash "$RUN_USER" || fail_step "useradd $RUN_USER"
+    fi
+else
+    RUN_USER=""
+    for c in apxs memcached autoreconf make gcc perl; do
+        command -v "$c" >/dev/null 2>&1 || [ -x "/usr/bin/$c" ] \
+            || fail_step "'$c' is missing (run scripts/test.sh as root to install packages)"
+    done
+fi
+
+HTTPD=/usr/sbin/apache2
+APXS=/usr/bin/apxs
+[ -x "$HTTPD" ] || fail_step "$HTTPD not found"
+[ -x "$APXS" ] || fail_step "$APXS not found"
+
+# ------------------------------------------------------------------ 2. build dir
+PARENT=${MSM_BUILD_DIR:-/var/tmp}
+mkdir -p "$PARENT" || fail_step "mkdir $PARENT"
+BUILD=$(cd "$PARENT" && pwd)/msm-test.$$
+rm -rf "$BUILD"
+mkdir -p "$BUILD" || fail_step "mkdir $BUILD"
+log "copying $REPO to $BUILD"
+
+# the list of source files: git's tracked + untracked-not-ignored files when it is a
+# git work tree, else everything; build outputs are left out either way
+list_files() {
+    if command -v git >/dev/null 2>&1 \
+       && git -c safe.directory='*' -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git -c safe.directory='*' -C "$REPO" ls-files -z --cached --others --exclude-standard
+    else
+        (cd "$REPO" && find . -name .git -prune -o \( -type f -o -type l \) -print0 | sed -z 's|^\./||')
+    fi
+}
+list_files | (cd "$REPO" && perl -0ne '
+    chomp; my $f = $_;
+    next if $f eq "" || !(-e $f || -l $f);
+    next if $f =~ m{(^|/)\.git/};
+    next if $f =~ m{(^|/)(\.libs|\.deps|autom4te\.cache)/};
+    next if $f =~ m{\.(o|lo|la|a|so)$};
+    next if $f =~ m{^t/(TEST|conf/(httpd\.conf|extra\.conf|base\.conf|apache_test_config\.pm))$};
+    next if $f =~ m{^t/(logs|tmp|conf/ssl)/};
+    (my $dir = $f) =~ s{[^/]*$}{};
+    my $base = substr($f, length $dir);
+    next if $base =~ /^(config\.status|config\.log|libtool|stamp-h\d*|config\.h)$/;
+    next if $base eq "Makefile"    && -e "${dir}Makefile.am";
+    next if $base eq "Makefile.in" && -e "${dir}Makefile.am";
+    next if $base eq "configure"   && -e "${dir}configure.ac";
+    next if $base eq "aclocal.m4"  && -e "${dir}configure.ac";
+    # binaries and libtool wrapper scripts of an in-tree build
+    if (-f $f && !-l $f && open(my $fh, "<", $f)) {
+        read($fh, my $head, 512); close $fh;
+        next if defined $head && ($head =~ /^\x7fELF/ || $head =~ /temporary wrapper script for/);
+    }
+    print "$f\0";
+') | tar -C "$REPO" --null -T - -cf - | tar -C "$BUILD" -xf - \
+    || fail_step "copying the sources"
+mkdir -p "$BUILD/.logs" "$BUILD/.home" "$BUILD/.tmp"
+if [ -n "$RUN_USER" ]; then
+    chown -R "$RUN_USER:" "$BUILD" || fail_step "chown $BUILD"
+fi
+chmod 755 "$BUILD"
+LOGS=$BUILD/.logs
+
+# ------------------------------------------------------------------ ASan setup
+CONFIGURE_ARGS=(--with-apxs="$APXS")
+HTTPD_FOR_TESTS=$HTTPD
+if [ "$ASAN" = 1 ]; then
+    ASAN_LIB=$(gcc -print-file-name=libasan.so)
+    [ -e "$ASAN_LIB" ] || fail_step "libasan not found (gcc -print-file-name=libasan.so: $ASAN_LIB)"
+    ASAN_LIB=$(readlink -f "$ASAN_LIB")
+    CONFIGURE_ARGS+=(--enable-sanitizers)
+    mkdir -p "$BUILD/t/logs"
+    # httpd is not built with ASan: preload the runtime into it (and only into it)
+    cat > "$BUILD/.httpd-asan" <<EOF
+#!/bin/sh
+# generated by scripts/test.sh --asan: $HTTPD with the ASan runtime preloaded
+LD_PRELOAD="$ASAN_LIB\${LD_PRELOAD:+:\$LD_PRELOAD}" exec $HTTPD "\$@"
+EOF
+    chmod 755 "$BUILD/.httpd-asan"
+    HTTPD_FOR_TESTS=$BUILD/.httpd-asan
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=0:detect_odr_violation=0:log_path=$BUILD/t/logs/asan}"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:log_path=$BUILD/t/logs/ubsan}"
+    [ -n "$RUN_USER" ] && chown -R "$RUN_USER:" "$BUILD/.httpd-asan" "$BUILD/t/logs"
+fi
+
+# ------------------------------------------------------------------ 3. build
+cd "$BUILD" || fail_step "cd $BUILD"
+if [ "$NO_MODULE" = 1 ]; then
+    warn "--no-module: mod_msm is NOT built nor tested (infra development only)"
+else
+    [ -f configure.ac ] || fail_step "build: no configure.ac in the tree (mod_msm sources missing)"
+    log "build: autoreconf -fi && ./configure ${CONFIGURE_ARGS[*]} && make"
+    as_user timeout 600 bash -c 'autoreconf -fi && ./configure "$@" && make -j2' \
+        build "${CONFIGURE_ARGS[@]}" > "$LOGS/build.log" 2>&1 \
+        || fail_step "build (autoreconf/configure/make), see $LOGS/build.log" "$LOGS/build.log"
+    [ -f .libs/mod_msm.so ] \
+        || fail_step "build: .libs/mod_msm.so was not produced" "$LOGS/build.log"
+    if [ "$ASAN" = 1 ] && [ "$(nm -D .libs/mod_msm.so 2>/dev/null | grep -c '__asan_')" = 0 ]; then
+        fail_step "--asan: .libs/mod_msm.so is not built with AddressSanitizer (configure --enable-sanitizers)" "$LOGS/build.log"
+    fi
+    log "build ok"
+
+    # -------------------------------------------------------------- 4. make check
+    if [ ${#ONLY[@]} -eq 0 ]; then
+        log "unit tests: make check"
+        as_user timeout 600 make -j2 check > "$LOGS/check.log" 2>&1
+        rc=$?
+        upass=$(sed -n 's/^# PASS: *\([0-9]*\).*/\1/p' "$LOGS/check.log" | awk '{s+=$1} END {print s+0}')
+        ufail=$(sed -n 's/^# \(FAIL\|XPASS\|ERROR\): *\([0-9]*\).*/\2/p' "$LOGS/check.log" | awk '{s+=$1} END {print s+0}')
+        grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR): ' "$LOGS/check.log" | sed 's/^/   /'
+        if [ "$rc" -ne 0 ] && [ "$ufail" -eq 0 ]; then ufail=1; fi
+        PASSED=$((PASSED + upass))
+        FAILED=$((FAILED + ufail))
+        if [ "$rc" -ne 0 ]; then
+            warn "make check failed (exit $rc), see $LOGS/check.log"
+            tail -n 40 "$LOGS/check.log"
+            for f in $(find . -name 'test-suite.log' -newer configure 2>/dev/null); do
+                echo "---- $f"; tail -n 80 "$f"
+            done
+        fi
+        log "unit tests: $upass passed, $ufail failed"
+    fi
+fi
+
+# ------------------------------------------------------------------ 5. Apache::Test
+if [ ${#ONLY[@]} -gt 0 ]; then
+    TESTS=()
+    for f in "${ONLY[@]}"; do
+        f=${f#./}
+        [ -f "$BUILD/$f" ] || fail_step "--only: no such test file $f"
+        TESTS+=("$f")
+    done
+else
+    mapfile -t TESTS < <(cd "$BUILD" && ls t/*.t 2>/dev/null | sort)
+fi
+[ ${#TESTS[@]} -gt 0 ] || fail_step "no t/*.t test files"
+
+TEST_PL_ARGS=(-httpd "$HTTPD_FOR_TESTS" -apxs "$APXS")
+if [ "$NO_MODULE" = 1 ]; then
+    TEST_PL_ARGS+=(-defines MSM_NO_MODULE)
+    export MSM_REQUIRE_MODULE=0
+else
+    export MSM_REQUIRE_MODULE=1   # t/lib/MsmTest.pm: mod_msm tests must not skip
+fi
+log "Apache::Test: configure"
+{ as_user perl t/TEST.PL "${TEST_PL_ARGS[@]}" \
+  && as_user timeout 120 t/TEST -configure -port select; } > "$LOGS/at-configure.log" 2>&1 \
+    || fail_step "Apache::Test configuration" "$LOGS/at-configure.log"
+
+log "Apache::Test: starting httpd"
+HTTPD_STARTED=1
+as_user timeout 120 t/TEST -start-httpd > "$LOGS/at-start.log" 2>&1
+if [ $? -ne 0 ] || ! grep -q 'server .* started' "$LOGS/at-start.log"; then
+    cat "$LOGS/at-start.log"
+    [ -f t/logs/error_log ] && tail -n 40 t/logs/error_log
+    fail_step "Apache::Test could not start httpd"
+fi
+grep -E '^(/|.*server .* (started|listening))' "$LOGS/at-start.log" | sed 's/^/   /'
+
+log "Apache::Test: ${#TESTS[@]} test file(s)"
+HARNESS_ARGS=(--counts "$LOGS/at-counts" --timeout "${MSM_TEST_TIMEOUT:-300}")
+[ "$VERBOSE" = 1 ] && HARNESS_ARGS+=(--verbose)
+as_user timeout 1800 perl scripts/harness.pl "${HARNESS_ARGS[@]}" "${TESTS[@]}" 2>&1 \
+    | tee "$LOGS/at-tests.log"
+hrc=${PIPESTATUS[0]}
+stop_httpd
+# memcached / extra httpd processes that a killed test could not stop (by their pid files)
+left=$(as_user perl -It/lib -MMsmTest -e 'print join(" ", MsmTest::reap_leftovers())' 2>/dev/null || true)
+[ -n "$left" ] && warn "killed processes left over by the tests: $left"
+
+if [ -s "$LOGS/at-counts" ]; then
+    read -r apass afail < "$LOGS/at-counts"
+else
+    apass=0; afail=1
+    warn "the test harness produced no counts (exit $hrc)"
+fi
+if [ "$hrc" -ne 0 ] && [ "$afail" -eq 0 ]; then afail=1; fi
+PASSED=$((PASSED + apass))
+FAILED=$((FAILED + afail))
+
+# crashes the tests could not see (a child dying after it answered) and ASan reports
+# (sanitizer output that went to stderr lands in the error_logs)
+crashes=$(cat t/logs/error_log t/tmp/httpd-*/logs/error_log t/tmp/httpd-*/logs/stderr.log 2>/dev/null \
+          | grep -E 'exit signal (Segmentation|Aborted|Bus error|Illegal|Floating)|runtime error:|ERROR: (Address|Leak|UndefinedBehavior|Memory)Sanitizer' || true)
+if [ -n "$crashes" ]; then
+    warn "httpd children crashed or a sanitizer reported during the tests:"
+    echo "$crashes" | sort | uniq -c | sort -rn | head -n 20
+    FAILED=$((FAILED + 1))
+fi
+asan_reports=$(ls t/logs/asan.* t/logs/ubsan.* 2>/dev/null || true)
+if [ -n "$asan_reports" ]; then
+    warn "sanitizer reports:"
+    for f in $asan_reports; do echo "---- $f"; head -n 60 "$f"; done
+    FAILED=$((FAILED + 1))
+fi
+if [ "$afail" -gt 0 ] && [ -f t/logs/error_log ]; then
+    echo "---- last lines of t/logs/error_log"
+    grep -v -E '\] \[[a-z_]+:(debug|trace[0-9])\]' t/logs/error_log | tail -n 40
+fi
+log "Apache::Test: $apass passed, $afail failed"
+
+finish 0

@@ -1,0 +1,67 @@
+# Smoke test of mod_msm through the test app: a session is created, stored in
+# memcached under <prefix><32 hex>-<nodeId>, read back, updated, destroyed; the
+# second vhost uses its own nodes. Skipped when the suite runs without mod_msm
+# (scripts/test.sh --no-module).
+use strict;
+use warnings;
+
+use Apache::Test qw(-withtestmore);
+use MsmTest;
+
+plan tests => 24, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+
+my %node = (n1 => 21301, n2 => 21302, n3 => 21303, v1 => 21311, v2 => 21312);
+my %mc = map { $_ => MsmTest::memcached(port => $node{$_}) } keys %node;
+my $ID = qr/^([0-9a-f]{32})-(n[123])$/;
+
+my $c = MsmTest::client();
+my $r = $c->get('/msm/app.cgi?op=read');
+is($r->status, 200, 'read without a session') or diag($r->dump);
+is_deeply($r->session, {}, 'empty session');
+ok(!defined $r->cookie('MSMSESSION'), 'no session, no cookie');
+
+$r = $c->get('/msm/app.cgi?op=set&k=user&v=alice');
+is($r->status, 200, 'set') or diag($r->dump);
+my $sid = $r->cookie('MSMSESSION') // '';
+like($sid // '', $ID, 'Set-Cookie MSMSESSION=<32 hex>-<node>');
+my ($sc) = grep { /^MSMSESSION=/ } $r->set_cookies;
+like($sc // '', qr/;\s*path=\//i, 'cookie has path=/');
+like($sc // '', qr/;\s*httponly/i, 'cookie is HttpOnly');
+my ($hex, $nid) = ($sid // '') =~ $ID;
+$nid //= 'n1';
+my $owner = $mc{$nid};
+ok((grep { $_ eq "t:$sid" } $owner->keys), "key t:$sid is on its node $nid")
+    or diag('keys: ' . join(' ', map { "$_=[" . join(',', $mc{$_}->keys) . ']' } sort keys %mc));
+ok(!(grep { $_ ne $nid && grep { $_ eq "t:$sid" } $mc{$_}->keys } qw(n1 n2 n3 v1 v2)),
+   'key not on other nodes as primary');
+like($owner->get("t:$sid") // '', qr/user=alice/, 'stored value holds user=alice');
+
+$r = $c->get('/msm/app.cgi?op=read');
+is_deeply($r->session, { user => 'alice' }, 'read back from memcached');
+is($c->get('/msm/app.cgi?op=incr&k=n')->field('value'), 1, 'incr -> 1');
+is($c->get('/msm/app.cgi?op=incr&k=n')->field('value'), 2, 'incr -> 2');
+is_deeply($c->get('/msm/app.cgi?op=read')->session, { user => 'alice', n => 2 },
+          'both keys');
+is($c->cookie('MSMSESSION'), $sid, 'session id unchanged by updates');
+
+my $c2 = MsmTest::client();
+is_deeply($c2->get('/msm/app.cgi?op=read')->session, {}, 'another client: no session');
+$c2->cookie(MSMSESSION => ('0' x 32) . '-n1');
+$r = $c2->get('/msm/app.cgi?op=read');
+is($r->status, 200, 'unknown session id: 200');
+is_deeply($r->session, {}, 'unknown session id: empty session');
+
+$r = $c->get('/msm/app.cgi?op=destroy');
+is($r->status, 200, 'destroy');
+is_deeply($c->get('/msm/app.cgi?op=read')->session, {}, 'after destroy: empty');
+ok(MsmTest::wait_until(sub { !grep { $_ eq "t:$sid" } $owner->keys }, timeout => 3),
+   'after destroy: key removed from memcached');
+
+# second vhost: its own nodes v1/v2
+my $cv = MsmTest::client(vhost => 'msm_vhost2');
+$r = $cv->get('/msm/app.cgi?op=set&k=x&v=1');
+my $vsid = $r->cookie('MSMSESSION') // '';
+like($vsid, qr/^[0-9a-f]{32}-v[12]$/, "vhost2: id names one of its nodes ($vsid)");
+my ($vn) = $vsid =~ /-(v[12])$/;
+ok($vn && (grep { $_ eq "t:$vsid" } $mc{$vn}->keys), 'vhost2: key on its node');
+is_deeply($cv->get('/msm/app.cgi?op=read')->session, { x => 1 }, 'vhost2: read back');

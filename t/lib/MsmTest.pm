@@ -1,0 +1,1047 @@
+package MsmTest;
+# Test helpers for mod_msm (t/*.t). Core perl only (+ Apache::Test when a test
+# talks to the Apache::Test server).
+#
+#   use Apache::Test qw(-withtestmore);   # t/TEST / prove -I t/lib put t/lib in @INC
+#   use MsmTest;
+#
+# memcached (runs as the current user: memcached -l 127.0.0.1 -p PORT -U 0 -m 64 -t 2)
+#   my $mc = MsmTest::memcached(port => 21301 [, memory => MB, threads => N, args => [...]]);
+#   $mc->pid $mc->port $mc->addr $mc->running
+#   $mc->stop (TERM, then KILL; reaped)   $mc->kill9   $mc->sigstop   $mc->sigcont
+#   $mc->restart (same port, empty)       $mc->stats (hashref)  $mc->stat('cmd_set')
+#   $mc->keys (lru_crawler metadump: key names, no get counted)  $mc->dump (key/exp/size...)
+#   $mc->get($k) $mc->set($k,$v,$exp) $mc->delete($k) $mc->ttl($k) $mc->flush
+#   $mc->raw("any command" [, $data_block], timeout => 2) -> answer lines
+#   Every instance this process started is stopped by an END block (also on SIGTERM).
+#
+# extra plain httpd (not Apache::Test's): -D FOREGROUND in a session of its own
+#   my $h = MsmTest::httpd(port => 21350, name => 'b1', conf => $text [, msm => 0,
+#                          servers => 2, timeout => 20]);
+#   $h->url $h->pid $h->children $h->stop $h->kill9 (parent + children by pid)
+#   $h->kill_children $h->error_log $h->dir
+#   The config gets the Apache::Test server's LoadModule lines (mod_msm included when
+#   loaded there), Listen 127.0.0.1:PORT, DocumentRoot t/htdocs with the CGI app, then
+#   $text with @T@ @TOP@ @PORT@ @DIR@ replaced.
+#
+# HTTP client: one client = one browser with its own cookie jar
+#   my $c = MsmTest::client([vhost => 'msm_vhost2' | base => $url, keep_alive => 1]);
+#   my $r = $c->get('/msm/app.cgi?op=incr&k=n');   # also ->post($path, {form}), ->request
+#   $r->status $r->body $r->header('X') $r->set_cookies (list) $r->cookie('MSMSESSION')
+#   $r->elapsed (seconds) $r->json $r->session $r->field('value') $r->pid $r->dump
+#   $c->cookie('MSMSESSION' [, $value | undef]) $c->cookies $c->clear_cookies
+#   No silent retry: a broken connection is status 599.
+#
+# misc
+#   MsmTest::url(['msm_vhost2'])  http://127.0.0.1:PORT of the Apache::Test server/vhost
+#   MsmTest::have_msm             mod_msm loaded (dies if required: MSM_REQUIRE_MODULE=1)
+#   MsmTest::parallel($n, sub { my $i = shift; ...; return {...} }, timeout => 60)
+#   MsmTest::wait_until(sub { cond }, timeout => 5, interval => 0.05)
+#   MsmTest::log_mark / log_since($mark)  what t/logs/error_log got in between
+#   MsmTest::port_open($port) MsmTest::child_pids($pid) MsmTest::descendant_pids($pid)
+#
+# Rules kept here: all traffic goes to 127.0.0.1; every wait is bounded in count
+# and time; processes are ended only by the pids this process started (never by
+# name). Ports 21301-21399 are reserved for tests (memcached and extra httpds):
+# the Apache::Test config uses 21301-21303 (n1-n3) and 21311-21312 (v1-v2 of the
+# msm_vhost2 virtual host).
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use File::Spec::Functions qw(catfile catdir);
+use IO::Socket::INET ();
+use IO::Select ();
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+# a test killed by the harness' timeout (TERM) or ^C still runs the END blocks
+# below, which stop the memcached/httpd processes it started
+for my $sig (qw(TERM INT HUP)) {
+    $SIG{$sig} = sub { warn "MsmTest: caught SIG$sig, cleaning up\n"; exit 128 + 15 }
+        if !defined $SIG{$sig} || $SIG{$sig} eq '' || $SIG{$sig} eq 'DEFAULT';
+}
+
+our $PORT_MIN = 21301;
+our $PORT_MAX = 21399;
+
+# ---------------------------------------------------------------- locations
+
+my $T_DIR;
+sub t_dir {
+    return $T_DIR if $T_DIR;
+    my $here = abs_path(dirname(__FILE__));      # .../t/lib
+    $T_DIR = dirname($here);
+    return $T_DIR;
+}
+sub top_dir  { dirname(t_dir()) }
+sub logs_dir {
+    my $d = catdir(t_dir(), 'logs');
+    make_path($d) unless -d $d;
+    return $d;
+}
+sub tmp_dir {
+    my $d = catdir(t_dir(), 'tmp');
+    make_path($d) unless -d $d;
+    return $d;
+}
+
+# ---------------------------------------------------------------- small utils
+
+# wait_until(sub { cond }, timeout => 5, interval => 0.05) -> last value of cond (false on timeout)
+sub wait_until {
+    my ($cond, %o) = @_;
+    my $timeout  = $o{timeout}  // 5;
+    my $interval = $o{interval} // 0.05;
+    my $deadline = time + $timeout;
+    my $max      = int($timeout / $interval) + 2;
+    for (1 .. $max) {
+        my $v = $cond->();
+        return $v if $v;
+        last if time >= $deadline;
+        sleep $interval;
+    }
+    return;
+}
+
+sub port_open {
+    my ($port, $timeout) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => $timeout // 0.5);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+sub _check_port {
+    my ($port, %o) = @_;
+    croak "port required" unless $port;
+    croak "port $port outside the test range $PORT_MIN-$PORT_MAX"
+        if !$o{any_port} && ($port < $PORT_MIN || $port > $PORT_MAX);
+    croak "port $port is already in use on 127.0.0.1 (stale process of an earlier run?)"
+        if port_open($port, 0.3);
+}
+
+sub _tail {
+    my ($file, $lines) = @_;
+    $lines ||= 20;
+    open my $fh, '<', $file or return '';
+    my @l = <$fh>;
+    close $fh;
+    splice @l, 0, @l - $lines if @l > $lines;
+    return join '', @l;
+}
+
+sub _alive { my $pid = shift; return $pid && kill(0, $pid) }
+
+# /proc based: pids whose parent is $pid (direct children)
+sub child_pids {
+    my $ppid = shift;
+    my @kids;
+    opendir my $dh, '/proc' or return;
+    for my $p (grep { /^\d+$/ } readdir $dh) {
+        open my $fh, '<', "/proc/$p/stat" or next;
+        my $stat = <$fh>;
+        close $fh;
+        next unless defined $stat;
+        # pid (comm) state ppid ...; comm may hold spaces/parens
+        my ($pp) = $stat =~ /\)\s+\S+\s+(\d+)/;
+        push @kids, $p + 0 if defined $pp && $pp == $ppid;
+    }
+    closedir $dh;
+    return sort { $a <=> $b } @kids;
+}
+
+sub descendant_pids {
+    my $pid = shift;
+    my @all;
+    my @todo = ($pid);
+    my $guard = 0;
+    while (@todo && $guard++ < 10000) {
+        my $p = shift @todo;
+        my @k = child_pids($p);
+        push @all, @k;
+        push @todo, @k;
+    }
+    return @all;
+}
+
+# reap $pid (our own child) within $timeout seconds; true when gone
+sub _reap {
+    my ($pid, $timeout) = @_;
+    my $gone = wait_until(sub {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        return 1 if $r == $pid || $r == -1;   # -1: not our child / already reaped
+        return 0;
+    }, timeout => $timeout // 5, interval => 0.02);
+    return $gone;
+}
+
+sub _write_pidfile {
+    my ($file, $pid) = @_;
+    open my $fh, '>', $file or return;
+    print $fh "$pid\n";
+    close $fh;
+}
+
+sub _cmdline {
+    my $pid = shift;
+    open my $fh, '<', "/proc/$pid/cmdline" or return '';
+    local $/;
+    my $c = <$fh> // '';
+    close $fh;
+    $c =~ tr/\0/ /;
+    return $c;
+}
+
+# Ends what a killed test left running: the memcached and extra httpd processes
+# named by the pid files MsmTest wrote under t/logs and t/tmp (only when the
+# process' command line still matches what was started). scripts/test.sh calls it
+# after the suite. Returns the list of pids it killed.
+sub reap_leftovers {
+    my @killed;
+    for my $pf (glob(catfile(logs_dir(), 'memcached-*.pid'))) {
+        my ($port) = $pf =~ /memcached-(\d+)\.pid$/;
+        my $pid = _read_pid($pf);
+        if ($pid && _cmdline($pid) =~ /memcached.* -p $port\b/) {
+            kill 'KILL', $pid;
+            push @killed, $pid;
+        }
+        unlink $pf;
+    }
+    for my $pf (glob(catfile(tmp_dir(), 'httpd-*', 'logs', 'httpd.pid'))) {
+        my $dir = dirname(dirname($pf));
+        my $pid = _read_pid($pf);
+        if ($pid && index(_cmdline($pid), $dir) >= 0) {
+            my @desc = descendant_pids($pid);
+            kill 'KILL', $pid, @desc;
+            push @killed, $pid, @desc;
+        }
+    }
+    return @killed;
+}
+
+sub _read_pid {
+    my $f = shift;
+    open my $fh, '<', $f or return;
+    my $p = <$fh>;
+    close $fh;
+    return defined $p && $p =~ /^(\d+)/ ? $1 : undef;
+}
+
+# run code in $n forked workers at once; returns the list of their return values
+# (each value is passed back as JSON, so plain data only). Bounded by timeout.
+#   my @r = MsmTest::parallel(3, sub { my $i = shift; ...; return {...} }, timeout => 30);
+sub parallel {
+    my ($n, $code, %o) = @_;
+    require JSON::PP;
+    my $timeout = $o{timeout} // 60;
+    my (@kids, %fh);
+    for my $i (0 .. $n - 1) {
+        pipe(my $r, my $w) or croak "pipe: $!";
+        my $pid = fork;
+        croak "fork: $!" unless defined $pid;
+        if (!$pid) {
+            close $r;
+            my $res = eval { $code->($i) };
+            my $out = $@ ? { __error => "$@" } : { __ok => $res };
+            print $w JSON::PP->new->allow_nonref->allow_blessed->convert_blessed->encode($out);
+            close $w;
+            POSIX::_exit(0);     # no END blocks, no DESTROY in the worker
+        }
+        close $w;
+        push @kids, $pid;
+        $fh{$pid} = $r;
+    }
+    my @res;
+    my $deadline = time + $timeout;
+    for my $pid (@kids) {
+        my $r = $fh{$pid};
+        my $sel = IO::Select->new($r);
+        my $buf = '';
+        while (1) {
+            my $left = $deadline - time;
+            last if $left <= 0;
+            last unless $sel->can_read($left);
+            my $got = sysread($r, $buf, 65536, length $buf);
+            last unless $got;
+        }
+        close $r;
+        unless (_reap($pid, 1)) {
+            kill 'KILL', $pid;
+            _reap($pid, 5);
+        }
+        my $d = eval { JSON::PP->new->allow_nonref->decode($buf) };
+        if (!$d) { push @res, { __error => "worker $pid gave no result (timeout?)" }; next }
+        push @res, exists $d->{__ok} ? $d->{__ok} : { __error => $d->{__error} };
+    }
+    return @res;
+}
+
+# ---------------------------------------------------------------- Apache::Test bits
+
+sub _config {
+    require Apache::Test;
+    return Apache::Test::config();
+}
+
+# base URL of the Apache::Test server, or of one of its <VirtualHost NAME>s
+sub url {
+    my $vhost = shift;
+    my $cfg = _config();
+    my $hostport;
+    if ($vhost && $vhost ne 'default') {
+        $hostport = $cfg->{vhosts}{$vhost}{hostport}
+            or croak "no Apache::Test vhost '$vhost'";
+    }
+    else {
+        $hostport = join ':', $cfg->{vars}{servername}, $cfg->{vars}{port};
+    }
+    my ($port) = $hostport =~ /:(\d+)$/ or croak "cannot parse port of '$hostport'";
+    return "http://127.0.0.1:$port";
+}
+
+sub httpd_bin {
+    my $b = eval { _config()->{vars}{httpd} };
+    return $b || $ENV{APACHE_TEST_HTTPD} || '/usr/sbin/apache2';
+}
+
+# true when mod_msm is part of the Apache::Test server config. With
+# MSM_REQUIRE_MODULE=1 in the environment (scripts/test.sh sets it unless
+# --no-module) a missing module dies instead, so mod_msm tests cannot skip silently.
+sub have_msm {
+    my $cfg = eval { _config() };
+    my $defines = $cfg ? $cfg->{vars}{defines} // '' : '';
+    my $have = $cfg && $defines !~ /\bMSM_NO_MODULE\b/
+               && -e catfile(top_dir(), '.libs', 'mod_msm.so') ? 1 : 0;
+    croak "mod_msm is required (MSM_REQUIRE_MODULE=1) but not loaded by the Apache::Test config"
+        if !$have && $ENV{MSM_REQUIRE_MODULE};
+    return $have;
+}
+
+# the Apache::Test server's error_log
+sub error_log { catfile(logs_dir(), 'error_log') }
+
+# ->mark / ->since: read what a log got after a point
+#   my $m = MsmTest::log_mark(); ...; my $text = MsmTest::log_since($m);
+sub log_mark {
+    my $file = shift // error_log();
+    return [$file, (-s $file) || 0];
+}
+sub log_since {
+    my $mark = shift;
+    my ($file, $off) = @$mark;
+    open my $fh, '<', $file or return '';
+    seek $fh, $off, 0;
+    local $/;
+    my $t = <$fh>;
+    close $fh;
+    return $t // '';
+}
+
+# ---------------------------------------------------------------- constructors
+
+sub memcached { MsmTest::Memcached->start(@_) }
+sub httpd     { MsmTest::Httpd->start(@_) }
+sub client    { MsmTest::Client->new(@_) }
+
+# ================================================================ memcached
+package MsmTest::Memcached;
+use strict;
+use warnings;
+use Carp qw(croak);
+use File::Spec::Functions qw(catfile);
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+my %LIVE;   # "$self" => $self, for the END block
+
+sub start {
+    my ($class, %o) = @_;
+    my $self = bless {
+        port     => $o{port},
+        memory   => $o{memory}  // 64,       # -m MB
+        threads  => $o{threads} // 2,        # -t
+        conns    => $o{conns}   // 1024,     # -c
+        args     => $o{args}    || [],       # extra command line args
+        any_port => $o{any_port},
+        bin      => $o{bin}     || 'memcached',
+        owner    => $$,
+    }, $class;
+    $self->_spawn;
+    $LIVE{"$self"} = $self;
+    return $self;
+}
+
+sub pid  { $_[0]{pid} }
+sub port { $_[0]{port} }
+sub addr { "127.0.0.1:$_[0]{port}" }
+sub log_file { catfile(MsmTest::logs_dir(), "memcached-$_[0]{port}.log") }
+sub pid_file { catfile(MsmTest::logs_dir(), "memcached-$_[0]{port}.pid") }
+sub running { my $s = shift; return $s->{pid} && MsmTest::_alive($s->{pid}) }
+
+sub _spawn {
+    my $self = shift;
+    my $port = $self->{port};
+    MsmTest::_check_port($port, any_port => $self->{any_port});
+    my @cmd = ($self->{bin}, '-l', '127.0.0.1', '-p', $port, '-U', '0',
+               '-m', $self->{memory}, '-t', $self->{threads}, '-c', $self->{conns},
+               @{ $self->{args} });
+    push @cmd, '-u', 'nobody' if $> == 0;
+    my $log = $self->log_file;
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    MsmTest::_write_pidfile($self->pid_file, $pid);
+    my $died;
+    my $up = MsmTest::wait_until(sub {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        if ($r == $pid) { $died = $?; return 1 }
+        return MsmTest::port_open($port, 0.2);
+    }, timeout => 10, interval => 0.02);
+    if (defined $died || !$up) {
+        kill 'KILL', $pid unless defined $died;
+        MsmTest::_reap($pid, 5) unless defined $died;
+        delete $self->{pid};
+        croak "memcached on port $port did not come up (@cmd): "
+            . (defined $died ? "exited with status $died" : "timeout")
+            . "\n" . MsmTest::_tail($log);
+    }
+    return $self;
+}
+
+sub stop {
+    my $self = shift;
+    my $pid = delete $self->{pid} or return 1;
+    return 1 if $self->{owner} != $$;
+    unlink $self->pid_file;
+    kill 'TERM', $pid;
+    kill 'CONT', $pid;       # in case it was SIGSTOPped
+    unless (MsmTest::_reap($pid, 5)) {
+        kill 'KILL', $pid;
+        MsmTest::_reap($pid, 5);
+    }
+    # wait until the port is released (bounded)
+    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
+    return 1;
+}
+
+sub kill9 {
+    my $self = shift;
+    my $pid = delete $self->{pid} or return 1;
+    unlink $self->pid_file;
+    kill 'KILL', $pid;
+    MsmTest::_reap($pid, 5);
+    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
+    return 1;
+}
+
+sub sigstop { my $s = shift; kill 'STOP', $s->{pid} if $s->{pid}; $s }
+sub sigcont { my $s = shift; kill 'CONT', $s->{pid} if $s->{pid}; $s }
+
+# same port, empty cache
+sub restart {
+    my $self = shift;
+    $self->stop;
+    $self->_spawn;
+    return $self;
+}
+
+sub DESTROY {}
+
+END {
+    for my $k (CORE::keys %LIVE) {
+        my $m = CORE::delete $LIVE{$k};
+        $m->stop if $m && $m->{owner} == $$;
+    }
+}
+
+# ---- protocol
+
+sub _connect {
+    my ($self, $timeout) = @_;
+    return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+                                 Proto => 'tcp', Timeout => $timeout // 2);
+}
+
+# read one line (bounded by the deadline)
+sub _readline {
+    my ($sock, $bufref, $deadline) = @_;
+    my $sel = IO::Select->new($sock);
+    while (1) {
+        # lines end in \r\n, except metadump's "key=..." lines (\n only)
+        my $i = index($$bufref, "\n");
+        if ($i >= 0) {
+            my $line = substr($$bufref, 0, $i);
+            substr($$bufref, 0, $i + 1) = '';
+            $line =~ s/\r$//;
+            return $line;
+        }
+        my $left = $deadline - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        my $got = sysread($sock, $$bufref, 65536, length $$bufref);
+        return undef unless $got;
+    }
+}
+
+sub _readn {
+    my ($sock, $bufref, $n, $deadline) = @_;
+    my $sel = IO::Select->new($sock);
+    while (length($$bufref) < $n) {
+        my $left = $deadline - time;
+        return undef if $left <= 0 || !$sel->can_read($left);
+        my $got = sysread($sock, $$bufref, 65536, length $$bufref);
+        return undef unless $got;
+    }
+    my $d = substr($$bufref, 0, $n);
+    substr($$bufref, 0, $n) = '';
+    return $d;
+}
+
+my $TERMINAL = qr/^(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|TOUCHED|OK|ERROR
+                     |CLIENT_ERROR.*|SERVER_ERROR.*|VERSION\ .*|RESET|BUSY.*|\d+
+                     |HD.*|NF.*|NS.*|EX.*|EN.*|MN)$/x;
+
+# raw($command [, $data_block], timeout => 2)
+# sends "$command\r\n" (and "$data\r\n") and returns the answer as a list of
+# lines (scalar context: joined with "\n"; data blocks are included as lines).
+# Dies on timeout / closed connection, so a stopped memcached shows up as an error.
+sub raw {
+    my ($self, $cmd, @rest) = @_;
+    my $data = (@rest % 2) ? shift(@rest) : undef;
+    my %o = @rest;
+    my $deadline = time + ($o{timeout} // 2);
+    my $sock = $self->_connect($o{timeout} // 2)
+        or croak "memcached 127.0.0.1:$self->{port}: connect: $!";
+    my $out = "$cmd\r\n";
+    $out .= "$data\r\n" if defined $data;
+    syswrite($sock, $out) == length($out) or croak "memcached write: $!";
+    my ($buf, @lines) = ('');
+    while (1) {
+        my $line = _readline($sock, \$buf, $deadline);
+        croak "memcached 127.0.0.1:$self->{port}: no answer to '$cmd'" unless defined $line;
+        push @lines, $line;
+        if ($line =~ /^VALUE \S+ \d+ (\d+)/ || $line =~ /^VA (\d+)/) {
+            my $d = _readn($sock, \$buf, $1 + 2, $deadline);
+            croak "memcached: short data block" unless defined $d;
+            push @lines, substr($d, 0, $1);
+            next if $line =~ /^VALUE/;
+            last;                                        # meta VA: single answer
+        }
+        last if $line =~ $TERMINAL;
+    }
+    close $sock;
+    return wantarray ? @lines : join("\n", @lines);
+}
+
+sub stats {
+    my ($self, $group) = @_;
+    my %s;
+    for ($self->raw(defined $group ? "stats $group" : 'stats')) {
+        $s{$1} = $2 if /^STAT (\S+) (.*)$/;
+    }
+    return \%s;
+}
+
+sub stat {
+    my ($self, $name) = @_;
+    return $self->stats->{$name};
+}
+
+sub version { my ($v) = $_[0]->raw('version'); $v =~ s/^VERSION //; $v }
+
+# value of $key or undef (counts as a get in stats)
+sub get {
+    my ($self, $key) = @_;
+    my @l = $self->raw("get $key");
+    return $l[0] =~ /^VALUE / ? $l[1] : undef;
+}
+
+sub set {
+    my ($self, $key, $val, $exp, $flags) = @_;
+    $val = '' unless defined $val;
+    my ($r) = $self->raw(sprintf('set %s %d %d %d', $key, $flags // 0, $exp // 0, length $val), $val);
+    return $r eq 'STORED';
+}
+
+sub delete {
+    my ($self, $key) = @_;
+    my ($r) = $self->raw("delete $key");
+    return $r eq 'DELETED';
+}
+
+sub flush { my ($r) = $_[0]->raw('flush_all'); $r eq 'OK' }
+
+# remaining TTL in seconds (-1: no expiry) or undef when missing (meta get; counts as a get)
+sub ttl {
+    my ($self, $key) = @_;
+    my ($r) = $self->raw("mg $key t");
+    return $r =~ /^HD.*\bt(-?\d+)/ ? $1 + 0 : undef;
+}
+
+# lru_crawler metadump all: list of { key, exp, la, cas, fetch, cls, size }
+# (does not count as gets). Retries while the crawler is busy (bounded).
+sub dump {
+    my $self = shift;
+    for my $try (1 .. 50) {
+        my @l = $self->raw('lru_crawler metadump all', timeout => 5);
+        if (@l && $l[0] =~ /^BUSY/) { sleep 0.1; next }
+        croak "metadump failed: $l[-1]" if @l && $l[-1] =~ /ERROR/;
+        my @items;
+        for (@l) {
+            next unless /^key=/;
+            my %h = map { split /=/, $_, 2 } split / /;
+            $h{key} =~ s/%([0-9A-Fa-f]{2})/chr(hex $1)/ge;
+            push @items, \%h;
+        }
+        return @items;
+    }
+    croak "memcached 127.0.0.1:$self->{port}: lru_crawler stayed busy";
+}
+
+sub keys {
+    my $self = shift;
+    return sort map { $_->{key} } $self->dump;
+}
+
+# ================================================================ extra httpd
+package MsmTest::Httpd;
+use strict;
+use warnings;
+use Carp qw(croak);
+use File::Path qw(make_path remove_tree);
+use File::Spec::Functions qw(catfile catdir);
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+my %HLIVE;
+
+# LoadModule lines of the Apache::Test config (t/conf/httpd.conf + extra.conf)
+sub module_lines {
+    my (%o) = @_;
+    my @lines;
+    my %seen;
+    my $no_msm = !MsmTest::have_msm() || (defined $o{msm} && !$o{msm});
+    for my $f (catfile(MsmTest::t_dir(), 'conf', 'httpd.conf'),
+               catfile(MsmTest::t_dir(), 'conf', 'extra.conf')) {
+        open my $fh, '<', $f or croak "cannot read $f (run t/TEST -configure first): $!";
+        while (<$fh>) {
+            next unless /^\s*LoadModule\s+(\S+)\s+"?([^"\s]+)"?/;
+            my ($name, $file) = ($1, $2);
+            next if $seen{$name}++;
+            next if $name eq 'msm_module' && $no_msm;
+            push @lines, "LoadModule $name \"$file\"";
+        }
+        close $fh;
+    }
+    return @lines;
+}
+
+# MsmTest::httpd(port => N, conf => $text [, name => 'b1', msm => 0|1,
+#                servers => 2, timeout => 20, preamble => 1])
+# Starts /usr/sbin/apache2 (the httpd Apache::Test uses) -D FOREGROUND in the
+# background with a config written to t/tmp/httpd-NAME/. The config gets the
+# LoadModule lines of the Apache::Test server (mod_msm too when it is loaded there,
+# unless msm => 0), ServerRoot, PidFile, ErrorLog, Listen 127.0.0.1:PORT,
+# DocumentRoot t/htdocs, the app's CGI setup and prefork sizing; then $conf,
+# where @T@, @TOP@, @PORT@, @DIR@ are replaced (t/ dir, build tree, port, instance dir).
+sub start {
+    my ($class, %o) = @_;
+    my $port = $o{port} or croak "port required";
+    my $name = $o{name} // "p$port";
+    my $self = bless {
+        port    => $port,
+        name    => $name,
+        dir     => catdir(MsmTest::tmp_dir(), "httpd-$name"),
+        timeout => $o{timeout} // 20,
+        owner   => $$,
+        httpd   => $o{httpd} || MsmTest::httpd_bin(),
+    }, $class;
+    MsmTest::_check_port($port, any_port => $o{any_port});
+    remove_tree($self->{dir});
+    make_path(catdir($self->{dir}, 'logs'));
+    chmod 0755, $self->{dir};
+
+    my $t = MsmTest::t_dir();
+    my $servers = $o{servers} // 2;
+    my $conf = '';
+    if ($o{preamble} // 1) {
+        $conf .= "$_\n" for module_lines(%o);
+        $conf .= <<"EOF";
+ServerRoot "$self->{dir}"
+ServerName 127.0.0.1
+PidFile "$self->{dir}/logs/httpd.pid"
+DefaultRuntimeDir "$self->{dir}/logs"
+ErrorLog "$self->{dir}/logs/error_log"
+LogLevel info
+<IfModule msm_module>
+    LogLevel info msm:debug
+</IfModule>
+LogFormat "%h %l %u %t \\"%r\\" %>s %b %D" common
+CustomLog "$self->{dir}/logs/access_log" common
+Listen 127.0.0.1:$port
+DocumentRoot "$t/htdocs"
+KeepAlive On
+<IfModule mime_module>
+    TypesConfig /etc/mime.types
+</IfModule>
+<IfModule mpm_prefork_module>
+    StartServers            $servers
+    MinSpareServers         $servers
+    MaxSpareServers         8
+    ServerLimit             32
+    MaxRequestWorkers       32
+    MaxConnectionsPerChild  0
+</IfModule>
+<Directory />
+    Options FollowSymLinks
+    AllowOverride None
+</Directory>
+<Directory "$t/htdocs/msm">
+    Options +ExecCGI
+    AddHandler cgi-script .cgi
+    Require all granted
+</Directory>
+<Location /server-status>
+    SetHandler server-status
+</Location>
+EOF
+    }
+    # in $conf: @T@ = the t/ dir, @TOP@ = the build tree, @PORT@ = this port,
+    # @DIR@ = this instance's dir
+    my $user = $o{conf} // '';
+    my $top = MsmTest::top_dir();
+    $user =~ s/\@T\@/$t/g;
+    $user =~ s/\@TOP\@/$top/g;
+    $user =~ s/\@PORT\@/$port/g;
+    $user =~ s/\@DIR\@/$self->{dir}/g;
+    $conf .= "$user\n";
+    my $cf = catfile($self->{dir}, 'httpd.conf');
+    open my $fh, '>', $cf or croak "write $cf: $!";
+    print $fh $conf;
+    close $fh;
+    $self->{conf_file} = $cf;
+    $self->_spawn;
+    $HLIVE{"$self"} = $self;
+    return $self;
+}
+
+sub pid       { $_[0]{pid} }
+sub port      { $_[0]{port} }
+sub url       { "http://127.0.0.1:$_[0]{port}" }
+sub dir       { $_[0]{dir} }
+sub conf_file { $_[0]{conf_file} }
+sub error_log { catfile($_[0]{dir}, 'logs', 'error_log') }
+sub running   { my $s = shift; return $s->{pid} && MsmTest::_alive($s->{pid}) }
+sub children  { my $s = shift; return $s->{pid} ? MsmTest::child_pids($s->{pid}) : () }
+
+sub _spawn {
+    my $self = shift;
+    my @cmd = ($self->{httpd}, '-d', $self->{dir}, '-f', $self->{conf_file}, '-D', 'FOREGROUND');
+    my $out = catfile($self->{dir}, 'logs', 'stderr.log');
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        # a session of its own: prefork's shutdown signals its whole process group
+        # (killpg), which would otherwise include this test script
+        POSIX::setsid();
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $out or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    my $died;
+    my $up = MsmTest::wait_until(sub {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        if ($r == $pid) { $died = $?; return 1 }
+        return MsmTest::port_open($self->{port}, 0.2);
+    }, timeout => $self->{timeout}, interval => 0.05);
+    if (defined $died || !$up) {
+        $self->kill9 unless defined $died;
+        delete $self->{pid};
+        croak "httpd '$self->{name}' on port $self->{port} did not come up: "
+            . (defined $died ? "exited with status $died" : 'timeout') . "\n"
+            . MsmTest::_tail($out) . MsmTest::_tail($self->error_log);
+    }
+    return $self;
+}
+
+# graceful: TERM to the parent (it stops its children), bounded; then kill9
+sub stop {
+    my $self = shift;
+    my $pid = $self->{pid} or return 1;
+    return 1 if $self->{owner} != $$;
+    my @desc = MsmTest::descendant_pids($pid);
+    kill 'TERM', $pid;
+    if (MsmTest::_reap($pid, 10)) {
+        delete $self->{pid};
+        # children normally exit with the parent; kill leftovers by their pids
+        _kill_list('KILL', @desc);
+        MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
+        return 1;
+    }
+    return $self->kill9;
+}
+
+# SIGKILL the parent and all its descendants (children, CGIs) by pid
+sub kill9 {
+    my $self = shift;
+    my $pid = delete $self->{pid} or return 1;
+    my @desc = MsmTest::descendant_pids($pid);
+    kill 'KILL', $pid;
+    _kill_list('KILL', @desc);
+    MsmTest::_reap($pid, 5);
+    # children reparented to init: wait until they are gone (bounded)
+    MsmTest::wait_until(sub { !grep { MsmTest::_alive($_) } @desc }, timeout => 5);
+    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
+    return 1;
+}
+
+# kill only the children (the parent respawns them)
+sub kill_children {
+    my ($self, $sig) = @_;
+    my @k = $self->children;
+    _kill_list($sig // 'KILL', @k);
+    return @k;
+}
+
+sub _kill_list {
+    my ($sig, @pids) = @_;
+    for my $p (@pids) {
+        kill $sig, $p if MsmTest::_alive($p);
+    }
+}
+
+sub DESTROY {}
+
+END {
+    for my $k (keys %HLIVE) {
+        my $h = delete $HLIVE{$k};
+        $h->stop if $h && $h->{owner} == $$;
+    }
+}
+
+# ================================================================ HTTP client
+package MsmTest::Client;
+use strict;
+use warnings;
+use Carp qw(croak);
+use HTTP::Tiny ();
+use Time::HiRes qw(time);
+
+# MsmTest::client(base => URL (default: the Apache::Test server), vhost => NAME,
+#                 keep_alive => 0, timeout => 15, headers => {...}, retry => 0)
+# Unlike stock HTTP::Tiny, a request is sent once: no silent retry of a GET on a
+# broken connection (it would hide crashed children and double an incr);
+# such a failure is status 599. retry => 1 restores HTTP::Tiny's behaviour.
+# One client = one browser: a cookie jar (name => value, single host) of its own.
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless {
+        base    => $o{base} // MsmTest::url($o{vhost}),
+        jar     => {},
+        headers => $o{headers} || {},
+        http    => ($o{retry} ? 'HTTP::Tiny' : 'MsmTest::HTTPTiny')->new(
+            keep_alive   => $o{keep_alive} // 0,
+            timeout      => $o{timeout} // 15,
+            max_redirect => 0,
+            agent        => 'msm-test/1',
+        ),
+    }, $class;
+    $self->{base} =~ s{/+$}{};
+    return $self;
+}
+
+sub base { $_[0]{base} }
+
+# cookie($name) -> value; cookie($name, $value) sets; cookie($name, undef) removes
+sub cookie {
+    my $self = shift;
+    my $name = shift;
+    if (@_) {
+        my $v = shift;
+        if (defined $v) { $self->{jar}{$name} = $v } else { delete $self->{jar}{$name} }
+    }
+    return $self->{jar}{$name};
+}
+sub cookies       { return { %{ $_[0]{jar} } } }
+sub clear_cookies { $_[0]{jar} = {} }
+
+sub url_for {
+    my ($self, $path) = @_;
+    return $path if $path =~ m{^https?://};
+    $path = "/$path" unless $path =~ m{^/};
+    return $self->{base} . $path;
+}
+
+sub get  { my ($s, $p, %o) = @_; $s->request('GET', $p, %o) }
+sub head { my ($s, $p, %o) = @_; $s->request('HEAD', $p, %o) }
+
+# post($path, { form fields } | $raw_body, %opts)
+sub post {
+    my ($self, $path, $body, %o) = @_;
+    my %h = %{ $o{headers} || {} };
+    if (ref $body eq 'HASH') {
+        $body = HTTP::Tiny->new->www_form_urlencode($body);
+        $h{'content-type'} //= 'application/x-www-form-urlencoded';
+    }
+    return $self->request('POST', $path, %o, headers => \%h, content => $body);
+}
+
+# request($method, $path, headers => {}, content => $body, cookies => 0 to send none)
+sub request {
+    my ($self, $method, $path, %o) = @_;
+    my %h = (%{ $self->{headers} }, %{ $o{headers} || {} });
+    if (($o{cookies} // 1) && %{ $self->{jar} }) {
+        $h{cookie} = join '; ', map { "$_=$self->{jar}{$_}" } sort keys %{ $self->{jar} };
+    }
+    my %args = (headers => \%h);
+    $args{content} = $o{content} if defined $o{content};
+    my $url = $self->url_for($path);
+    my $t0 = time;
+    my $res = $self->{http}->request($method, $url, \%args);
+    my $elapsed = time - $t0;
+    my $r = MsmTest::Response->new($res, $elapsed, $url);
+    $self->_store_cookies($r) unless $o{no_store};
+    return $r;
+}
+
+sub _store_cookies {
+    my ($self, $r) = @_;
+    for my $sc ($r->set_cookies) {
+        my ($nv, @attrs) = split /;\s*/, $sc;
+        my ($n, $v) = split /=/, $nv, 2;
+        next unless defined $n && length $n;
+        $n =~ s/^\s+|\s+$//g;
+        $v //= '';
+        my $remove = 0;
+        for (@attrs) {
+            my ($an, $av) = split /=/, $_, 2;
+            $an = lc($an // '');
+            if ($an eq 'max-age' && defined $av && $av =~ /^\s*-?\d+\s*$/ && $av <= 0) {
+                $remove = 1;
+            }
+            elsif ($an eq 'expires' && defined $av) {
+                my $t = MsmTest::Response::parse_http_date($av);
+                $remove = 1 if defined $t && $t < time;
+            }
+        }
+        if ($remove) { delete $self->{jar}{$n} } else { $self->{jar}{$n} = $v }
+    }
+}
+
+# HTTP::Tiny without its retry of idempotent requests on a broken connection
+package MsmTest::HTTPTiny;
+use strict;
+use warnings;
+our @ISA = ('HTTP::Tiny');
+
+sub request {
+    my ($self, $method, $url, $args) = @_;
+    $args ||= {};
+    my $res = eval { $self->_request($method, $url, $args) };
+    if (my $e = $@) {
+        return $e if ref $e eq 'HASH' && exists $e->{status};
+        $e = "$e";
+        return { url => $url, success => '', status => 599, reason => 'Internal Exception',
+                 content => $e,
+                 headers => { 'content-type' => 'text/plain', 'content-length' => length $e } };
+    }
+    return $res;
+}
+
+# ================================================================ response
+package MsmTest::Response;
+use strict;
+use warnings;
+use Time::Local ();
+
+sub new {
+    my ($class, $res, $elapsed, $url) = @_;
+    return bless { res => $res, elapsed => $elapsed, url => $url }, $class;
+}
+
+sub status  { $_[0]{res}{status} }
+sub reason  { $_[0]{res}{reason} }
+sub body    { $_[0]{res}{content} // '' }
+sub content { $_[0]->body }
+sub elapsed { $_[0]{elapsed} }
+sub url     { $_[0]{url} }
+sub is_success { $_[0]{res}{status} =~ /^2/ ? 1 : 0 }
+sub headers { $_[0]{res}{headers} }
+
+# header($name): one value (the last when repeated); in list context all values
+sub header {
+    my ($self, $name) = @_;
+    my $v = $self->{res}{headers}{ lc $name };
+    my @v = !defined $v ? () : ref $v ? @$v : ($v);
+    return wantarray ? @v : $v[-1];
+}
+
+# all Set-Cookie headers, as a list of strings
+sub set_cookies { my @v = $_[0]->header('set-cookie'); return @v }
+
+# value of cookie $name in this response's Set-Cookie headers (undef if not set)
+sub cookie {
+    my ($self, $name) = @_;
+    my $val;
+    for ($self->set_cookies) {
+        my ($nv) = split /;/, $_, 2;
+        my ($n, $v) = split /=/, $nv, 2;
+        $n =~ s/^\s+|\s+$//g;
+        $val = $v // '' if $n eq $name;
+    }
+    return $val;
+}
+
+# decoded JSON body (undef if the body is not JSON)
+sub json {
+    my $self = shift;
+    return $self->{json} if exists $self->{json};
+    require JSON::PP;
+    $self->{json} = eval { JSON::PP->new->decode($self->body) };
+    return $self->{json};
+}
+
+# the test app's JSON fields, undef (never a die) when the body is not JSON:
+#   $r->session (hashref), $r->field('value'), $r->pid
+sub field   { my ($s, $k) = @_; my $j = $s->json; return ref $j eq 'HASH' ? $j->{$k} : undef }
+sub session { $_[0]->field('session') }
+sub pid     { $_[0]->field('pid') }
+
+# "Status line + headers + body" for test diagnostics
+sub dump {
+    my $self = shift;
+    my $h = $self->{res}{headers} || {};
+    my $s = "$self->{url} -> $self->{res}{status} $self->{res}{reason}\n";
+    for my $k (sort keys %$h) {
+        $s .= "$k: $_\n" for ref $h->{$k} ? @{ $h->{$k} } : $h->{$k};
+    }
+    return $s . "\n" . $self->body;
+}
+
+my %MON = (jan => 0, feb => 1, mar => 2, apr => 3, may => 4, jun => 5,
+           jul => 6, aug => 7, sep => 8, oct => 9, nov => 10, dec => 11);
+sub parse_http_date {
+    my $d = shift;
+    # Thu, 01 Jan 1970 00:00:00 GMT  |  Thursday, 01-Jan-70 00:00:00 GMT
+    if ($d =~ /(\d{1,2})[ -]([A-Za-z]{3})[ -](\d{2,4})\s+(\d\d):(\d\d):(\d\d)/) {
+        my ($dd, $mon, $y, $H, $M, $S) = ($1, $MON{ lc $2 }, $3, $4, $5, $6);
+        return undef unless defined $mon;
+        $y += $y < 70 ? 2000 : 1900 if $y < 100;
+        return eval { Time::Local::timegm($S, $M, $H, $dd, $mon, $y) };
+    }
+    return undef;
+}
+
+1;
