@@ -228,10 +228,14 @@ static const char *set_route(cmd_parms *cmd, void *dummy, const char *arg)
 static const char *set_sticky_cache(cmd_parms *cmd, void *dummy,
                                     const char *arg)
 {
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *colon = strchr(arg, ':');
     const char *name = colon ? apr_pstrmemdup(cmd->pool, arg, colon - arg)
                              : arg;
 
+    if (err) {
+        return err;
+    }
     if (ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
                            AP_SOCACHE_PROVIDER_VERSION) == NULL) {
         return apr_psprintf(cmd->pool, "%s: unknown socache provider '%s' "

@@ -81,11 +81,11 @@ static void each_node(request_rec *r, node_fn *fn, void *baton)
     }
 }
 
-static const char *bound_seconds(apr_pool_t *p, int b)
-{
-    return b < MSM_LATENCY_BUCKETS
-        ? apr_psprintf(p, "%g", (double)msm_latency_bounds[b] / 1e6) : "+Inf";
-}
+/* msm_latency_bounds in seconds, as Prometheus "le" labels. */
+static const char *const bound_labels[MSM_LATENCY_BUCKETS + 1] = {
+    "0.0001", "0.0005", "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1",
+    "+Inf"
+};
 
 /* Per-node values shown as they are. */
 static const struct {
@@ -137,7 +137,7 @@ static void json_node(request_rec *r, void *baton, int list,
                ", \"latency_buckets\": {", read64(&n->shared->latency_sum_us));
     for (b = 0; b <= MSM_LATENCY_BUCKETS; b++) {
         ap_rprintf(r, "%s\"%s\": %" APR_UINT64_T_FMT, b ? ", " : "",
-                   bound_seconds(r->pool, b), read64(&n->shared->latency[b]));
+                   bound_labels[b], read64(&n->shared->latency[b]));
     }
     ap_rputs("}}", r);
     *first = 0;
@@ -191,7 +191,7 @@ static void prom_histogram(request_rec *r, const char *labels,
         cumulative += read64(&n->shared->latency[b]);
         ap_rprintf(r, "msm_node_operation_duration_seconds_bucket{%s,"
                    "le=\"%s\"} %" APR_UINT64_T_FMT "\n", labels,
-                   bound_seconds(r->pool, b), cumulative);
+                   bound_labels[b], cumulative);
     }
     ap_rprintf(r, "msm_node_operation_duration_seconds_sum{%s} %.6f\n",
                labels, (double)read64(&n->shared->latency_sum_us) / 1e6);
