@@ -22,10 +22,15 @@ void msm_log_cb(void *baton, int level, apr_status_t rv, const char *msg)
     ap_log_rerror(APLOG_MARK, level, rv, (request_rec *)baton, "%s", msg);
 }
 
+/* Every child finds out for itself (one failed gats each); the log line is
+ * written once per node for all of them. */
 static void log_no_gat(void *baton)
 {
-    const msm_node_t *n = baton;
+    msm_node_t *n = baton;
 
+    if (apr_atomic_cas32(&n->shared->no_gats, 1, 0) != 0) {
+        return;
+    }
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00130)
                  "memcached node %s (%s:%d) does not know gats (twemproxy, "
                  "yrmcds?): using gets + touch", n->id, n->host, n->port);

@@ -19,7 +19,7 @@ extern const apr_interval_time_t msm_latency_bounds[MSM_LATENCY_BUCKETS];
  * health and counters. Written with atomics only. */
 typedef struct msm_node_shared {
     volatile apr_uint32_t dead;
-    volatile apr_uint32_t reserved;
+    volatile apr_uint32_t no_gats;      /* logged that gats is unknown */
     volatile apr_uint64_t retry_at;     /* apr_time_t: next probe when dead */
     volatile apr_uint64_t since;        /* apr_time_t of the last change */
     volatile apr_uint64_t ops;
