@@ -331,24 +331,39 @@ static const char *set_cookie_name(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+typedef struct {
+    const char *word;
+    int value;
+} keyword_t;
+
+/* One of a directive's keywords (case-insensitive), or an error listing
+ * them. */
+static const char *parse_keyword(cmd_parms *cmd, const char *arg,
+                                 const keyword_t *words, int *out)
+{
+    const char *list = NULL;
+    const keyword_t *k;
+
+    for (k = words; k->word; k++) {
+        if (strcasecmp(arg, k->word) == 0) {
+            *out = k->value;
+            return NULL;
+        }
+        list = list ? apr_pstrcat(cmd->pool, list, k[1].word ? ", " : " or ",
+                                  k->word, NULL) : k->word;
+    }
+    return apr_psprintf(cmd->pool, "%s: '%s' must be %s", cmd->cmd->name, arg,
+                        list);
+}
+
 static const char *set_locking(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    msm_dir_conf_t *c = dconf;
+    static const keyword_t words[] = {
+        { "Off", MSM_LOCK_OFF }, { "On", MSM_LOCK_ON },
+        { "Auto", MSM_LOCK_AUTO }, { NULL, 0 }
+    };
 
-    if (!strcasecmp(arg, "Off")) {
-        c->locking = MSM_LOCK_OFF;
-    }
-    else if (!strcasecmp(arg, "On")) {
-        c->locking = MSM_LOCK_ON;
-    }
-    else if (!strcasecmp(arg, "Auto")) {
-        c->locking = MSM_LOCK_AUTO;
-    }
-    else {
-        return apr_psprintf(cmd->pool, "%s: '%s' must be Off, On or Auto",
-                            cmd->cmd->name, arg);
-    }
-    return NULL;
+    return parse_keyword(cmd, arg, words, &((msm_dir_conf_t *)dconf)->locking);
 }
 
 static const char *set_lock_timeout(cmd_parms *cmd, void *dconf,
@@ -365,19 +380,13 @@ static const char *set_lock_timeout(cmd_parms *cmd, void *dconf,
 
 static const char *set_lock_fail(cmd_parms *cmd, void *dconf, const char *arg)
 {
-    msm_dir_conf_t *c = dconf;
+    static const keyword_t words[] = {
+        { "Error", MSM_LOCKFAIL_ERROR }, { "Proceed", MSM_LOCKFAIL_PROCEED },
+        { NULL, 0 }
+    };
 
-    if (!strcasecmp(arg, "Error")) {
-        c->lock_fail = MSM_LOCKFAIL_ERROR;
-    }
-    else if (!strcasecmp(arg, "Proceed")) {
-        c->lock_fail = MSM_LOCKFAIL_PROCEED;
-    }
-    else {
-        return apr_psprintf(cmd->pool, "%s: '%s' must be Error or Proceed",
-                            cmd->cmd->name, arg);
-    }
-    return NULL;
+    return parse_keyword(cmd, arg, words,
+                         &((msm_dir_conf_t *)dconf)->lock_fail);
 }
 
 static const char *set_regenerate(cmd_parms *cmd, void *dconf, int flag)
