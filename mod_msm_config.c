@@ -472,6 +472,19 @@ static msm_nodes_t *nodes_for(apr_pool_t *p, apr_hash_t *seen,
     return nodes;
 }
 
+/* "<hex>-<node>.<route>" must fit the cookie parser's limit. */
+static int route_fits(const msm_nodes_t *nodes, const char *route)
+{
+    apr_size_t longest = 0;
+    int i;
+
+    for (i = 0; i < nodes->count; i++) {
+        apr_size_t n = strlen(nodes->node[i].id);
+        longest = n > longest ? n : longest;
+    }
+    return MSM_ID_HEX_LEN + 2 + longest + strlen(route) <= MSM_COOKIE_MAX;
+}
+
 static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
                                    msm_server_conf_t *c)
 {
@@ -496,6 +509,11 @@ static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
     }
     if (c->sticky == 1 && c->route == NULL) {
         return "MsmSticky On needs MsmRoute (this server's route name)";
+    }
+    if (c->sticky == 1 && !route_fits(nodes, c->route)) {
+        return apr_psprintf(p, "MsmRoute: '%s' with the longest node id of "
+                            "MsmNodes makes cookies over %d bytes; use "
+                            "shorter names", c->route, MSM_COOKIE_MAX);
     }
     c->store.nodes = nodes;
     c->store.prefix = c->prefix ? c->prefix : "";

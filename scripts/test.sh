@@ -44,6 +44,9 @@ log()  { printf '== %s [%ss]\n' "$*" "$(( $(date +%s) - START_TS ))"; }
 warn() { printf '!! %s\n' "$*" >&2; }
 
 # run a command as the test user, in the build dir
+# memcached for the C unit tests (test_client, test_store), outside the t/ range
+UNIT_MC_PORTS=${MSM_UNIT_MC_PORTS:-21401,21402}
+
 as_user() {
     if [ -n "${RUN_USER:-}" ]; then
         runuser -u "$RUN_USER" -- env HOME="$BUILD/.home" TMPDIR="$BUILD/.tmp" \
@@ -246,9 +249,19 @@ else
 
     # -------------------------------------------------------------- 4. make check
     if [ ${#ONLY[@]} -eq 0 ]; then
-        log "unit tests: make check"
-        as_user timeout 600 make -j2 check > "$LOGS/check.log" 2>&1
+        log "unit tests: make check (memcached on 127.0.0.1:$UNIT_MC_PORTS)"
+        unit_mc_pids=()
+        for p in ${UNIT_MC_PORTS//,/ }; do
+            as_user memcached -l 127.0.0.1 -p "$p" -U 0 -m 64 -d -P "$BUILD/.tmp/unit-mc-$p.pid" \
+                || warn "could not start memcached on $p for the unit tests"
+        done
+        for p in ${UNIT_MC_PORTS//,/ }; do
+            for _ in $(seq 50); do [ -s "$BUILD/.tmp/unit-mc-$p.pid" ] && break; sleep 0.1; done
+            [ -s "$BUILD/.tmp/unit-mc-$p.pid" ] && unit_mc_pids+=("$(cat "$BUILD/.tmp/unit-mc-$p.pid")")
+        done
+        as_user env MSM_TEST_MEMCACHED="$UNIT_MC_PORTS" timeout 600 make -j2 check > "$LOGS/check.log" 2>&1
         rc=$?
+        for pid in "${unit_mc_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
         upass=$(sed -n 's/^# PASS: *\([0-9]*\).*/\1/p' "$LOGS/check.log" | awk '{s+=$1} END {print s+0}')
         ufail=$(sed -n 's/^# \(FAIL\|XPASS\|ERROR\): *\([0-9]*\).*/\2/p' "$LOGS/check.log" | awk '{s+=$1} END {print s+0}')
         grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR): ' "$LOGS/check.log" | sed 's/^/   /'

@@ -32,7 +32,7 @@ static int parse_u64(const char *s, apr_size_t n, apr_uint64_t max,
     }
     for (i = 0; i < n; i++) {
         unsigned d = (unsigned char)s[i] - '0';
-        if (d > 9 || v > (max - d) / 10) {
+        if (d > 9 || d > max || v > (max - d) / 10) {
             return 0;
         }
         v = v * 10 + d;
@@ -248,6 +248,15 @@ int msm_mc_node_failed(apr_status_t rv)
 {
     return rv != APR_SUCCESS && rv != APR_NOTFOUND && rv != APR_EEXIST
         && rv != MSM_MC_EREPLY && rv != MSM_MC_ETOOBIG && rv != APR_EINVAL;
+}
+
+/* The idle connections' buffers are malloc'ed: free them with the pool.
+ * A pre-cleanup, because the connections' own pools go before ordinary
+ * cleanups run. */
+static apr_status_t server_cleanup(void *data)
+{
+    msm_mc_server_close_idle(data);
+    return APR_SUCCESS;
 }
 
 static void server_lock(msm_mc_server_t *s)
@@ -581,6 +590,7 @@ apr_status_t msm_mc_server_create(apr_pool_t *p, apr_sockaddr_t *addr,
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    apr_pool_pre_cleanup_register(s->pool, s, server_cleanup);
     s->addr = addr;
     s->timeout = timeout;
     s->max_value = max_value;

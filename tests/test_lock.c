@@ -1,0 +1,253 @@
+/* msm_lock: backoff (always), and locks on a real memcached when
+ * MSM_TEST_MEMCACHED is set. */
+#include "unit.h"
+#include "msm_lock.h"
+
+#include <unistd.h>
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+
+static void test_backoff(void)
+{
+    apr_uint32_t rnd = 12345;
+    int attempt, i;
+    apr_interval_time_t d = MSM_LOCK_BACKOFF_MIN;
+
+    CHECK_INT_EQ(MSM_LOCK_BACKOFF_MIN, 5000);
+    CHECK_INT_EQ(MSM_LOCK_BACKOFF_MAX, 100000);
+    for (attempt = 0; attempt < 12; attempt++) {
+        apr_interval_time_t lo = APR_INT64_MAX, hi = 0, first = -1;
+        int out = 0, all_equal = 1;
+        apr_uint32_t before;
+
+        for (i = 0; i < 2000; i++) {
+            apr_interval_time_t w;
+            before = rnd;
+            w = msm_lock_backoff(attempt, &rnd);
+            if (w < d / 2 || w > d) {
+                if (out++ < 3) {
+                    fprintf(stderr, "    attempt %d: %ld not in [%ld, %ld]\n",
+                            attempt, (long)w, (long)(d / 2), (long)d);
+                }
+            }
+            if (first < 0) {
+                first = w;
+            }
+            all_equal &= w == first;
+            lo = w < lo ? w : lo;
+            hi = w > hi ? w : hi;
+            if (rnd == before) {
+                out++;          /* the state must move on */
+            }
+        }
+        CHECK_MSG(out == 0, "attempt %d: %d draws out of [d/2, d] (d=%ld)",
+                  attempt, out, (long)d);
+        CHECK_MSG(!all_equal, "attempt %d: no jitter", attempt);
+        /* the draws cover the range: near both ends */
+        CHECK_MSG(lo < d / 2 + d / 20 && hi > d - d / 20,
+                  "attempt %d: draws in [%ld, %ld] of [%ld, %ld]", attempt,
+                  (long)lo, (long)hi, (long)(d / 2), (long)d);
+        d = d * 2 > MSM_LOCK_BACKOFF_MAX ? MSM_LOCK_BACKOFF_MAX : d * 2;
+    }
+    /* the cap: attempts 5 and beyond wait at most 100 ms, at least 50 */
+    rnd = 1;
+    for (i = 0; i < 100; i++) {
+        apr_interval_time_t w = msm_lock_backoff(1000 + i, &rnd);
+        if (w > MSM_LOCK_BACKOFF_MAX || w < MSM_LOCK_BACKOFF_MAX / 2) {
+            break;
+        }
+    }
+    CHECK_INT_EQ(i, 100);
+    /* a zero state is not stuck at zero */
+    rnd = 0;
+    msm_lock_backoff(0, &rnd);
+    CHECK(rnd != 0);
+    {
+        apr_uint32_t r2 = 0;
+        apr_interval_time_t a = msm_lock_backoff(3, &rnd);
+        apr_interval_time_t b = msm_lock_backoff(3, &rnd);
+        apr_interval_time_t c = msm_lock_backoff(3, &rnd);
+        CHECK(!(a == b && b == c));
+        /* two requests with different states do not wait alike */
+        rnd = 1;
+        r2 = 2;
+        for (i = 0, a = 0; i < 20; i++) {
+            a += msm_lock_backoff(4, &rnd) != msm_lock_backoff(4, &r2);
+        }
+        CHECK(a > 10);
+    }
+}
+
+/* ---- with memcached ---- */
+
+static int log_count;
+
+static void count_log(void *baton, int level, apr_status_t rv,
+                      const char *msg)
+{
+    log_count++;
+}
+
+static msm_nodes_t *lock_nodes(apr_pool_t *p, int port, int dead_port)
+{
+    char *argv[2];
+    msm_nodes_t *nodes;
+    int i;
+
+    argv[0] = apr_psprintf(p, "live:127.0.0.1:%d", port);
+    argv[1] = apr_psprintf(p, "dead:127.0.0.1:%d", dead_port);
+    if (msm_nodes_parse(p, 2, argv, &nodes) != NULL
+        || msm_nodes_resolve(nodes, p) != NULL) {
+        fprintf(stderr, "cannot set up the nodes\n");
+        exit(2);
+    }
+    msm_nodes_attach_shared(nodes, apr_pcalloc(p,
+                                               msm_nodes_shared_size(nodes)));
+    nodes->retry = apr_time_from_sec(10);
+    nodes->timeout = apr_time_from_msec(300);
+    nodes->max_value = 1024 * 1024;
+    for (i = 0; i < nodes->count; i++) {
+        if (msm_mc_server_create(p, nodes->node[i].addr, nodes->timeout,
+                                 nodes->max_value, 4, NULL,
+                                 &nodes->node[i].mc) != APR_SUCCESS) {
+            exit(2);
+        }
+    }
+    return nodes;
+}
+
+typedef struct {
+    msm_mc_server_t *mc;
+    const char *key;
+    apr_status_t rv;
+} deleter_t;
+
+static void *APR_THREAD_FUNC deleter(apr_thread_t *th, void *arg)
+{
+    deleter_t *d = arg;
+
+    apr_sleep(apr_time_from_msec(50));
+    d->rv = msm_mc_delete(d->mc, d->key);
+    (void)th;   /* return, not apr_thread_exit(): ASan trips on pthread_exit */
+    return NULL;
+}
+
+static void test_locks(apr_pool_t *p, int port)
+{
+    msm_store_conf_t c;
+    msm_store_ctx_t ctx;
+    msm_lock_conf_t lc;
+    msm_lock_t l1, l2;
+    msm_id_t id;
+    msm_mc_item_t item;
+    apr_interval_time_t waited;
+    apr_status_t rv;
+    apr_time_t t0;
+    msm_node_t *live;
+    const char *key;
+
+    memset(&c, 0, sizeof(c));
+    c.nodes = lock_nodes(p, port, unit_closed_port(p));
+    c.prefix = apr_psprintf(p, "utl%ld:", (long)getpid());
+    c.idle = 60;
+    lc.expire = 5;
+    live = &c.nodes->node[0];
+    msm_store_ctx_init(&ctx, p, count_log, NULL);
+    msm_id_generate(&id);
+    apr_cpystrn(id.node, "live", sizeof(id.node));
+    key = msm_id_key(p, MSM_NS_LOCK, c.prefix, &id);
+
+    rv = msm_lock_acquire(&c, &ctx, &lc, &l1, live, &id,
+                          apr_time_from_msec(100), &waited);
+    CHECK_STATUS(rv, APR_SUCCESS);
+    CHECK_INT_EQ(l1.held, 1);
+    CHECK_STR_EQ(l1.key, key);
+    CHECK(waited < apr_time_from_msec(50));
+    CHECK(strlen(l1.token) > 8);
+    CHECK_STATUS(msm_mc_get(live->mc, p, key, &item), APR_SUCCESS);
+    CHECK_STR_EQ(item.value, l1.token);
+
+    /* a second request waits, then gives up after about wait_max */
+    t0 = apr_time_now();
+    rv = msm_lock_acquire(&c, &ctx, &lc, &l2, live, &id,
+                          apr_time_from_msec(60), &waited);
+    t0 = apr_time_now() - t0;
+    CHECK_STATUS(rv, APR_TIMEUP);
+    CHECK_INT_EQ(l2.held, 0);
+    CHECK_MSG(t0 >= apr_time_from_msec(60) && t0 < apr_time_from_msec(200),
+              "gave up after %ld us", (long)t0);
+    CHECK(waited >= apr_time_from_msec(55));
+    CHECK(strcmp(l1.token, l2.token) != 0);
+    /* wait_max 0: one try */
+    rv = msm_lock_acquire(&c, &ctx, &lc, &l2, live, &id, 0, &waited);
+    CHECK_STATUS(rv, APR_TIMEUP);
+    CHECK(waited < apr_time_from_msec(20));
+
+    /* released: the key is gone, the next one gets it at once */
+    CHECK_STATUS(msm_lock_release(&c, &ctx, &l1), APR_SUCCESS);
+    CHECK_INT_EQ(l1.held, 0);
+    CHECK_STATUS(msm_mc_get(live->mc, p, key, &item), APR_NOTFOUND);
+    CHECK_STATUS(msm_lock_release(&c, &ctx, &l1), APR_SUCCESS);  /* no-op */
+    rv = msm_lock_acquire(&c, &ctx, &lc, &l2, live, &id,
+                          apr_time_from_msec(100), &waited);
+    CHECK_STATUS(rv, APR_SUCCESS);
+
+    /* a waiter gets it once the holder's lock goes (deleted by another
+     * thread after 50 ms) */
+    {
+        msm_lock_t l3;
+        apr_thread_t *th;
+        apr_status_t trv;
+        deleter_t d;
+
+        d.mc = live->mc;
+        d.key = key;
+        d.rv = -1;
+        apr_thread_create(&th, NULL, deleter, &d, p);
+        t0 = apr_time_now();
+        rv = msm_lock_acquire(&c, &ctx, &lc, &l3, live, &id,
+                              apr_time_from_sec(1), &waited);
+        t0 = apr_time_now() - t0;
+        apr_thread_join(&trv, th);
+        CHECK_STATUS(d.rv, APR_SUCCESS);
+        CHECK_STATUS(rv, APR_SUCCESS);
+        CHECK_MSG(t0 >= apr_time_from_msec(50)
+                  && t0 < apr_time_from_msec(300), "took %ld us", (long)t0);
+        /* l2 outlived its lock: its release leaves l3's lock alone */
+        CHECK_STATUS(msm_lock_release(&c, &ctx, &l2), APR_EEXIST);
+        CHECK_STATUS(msm_mc_get(live->mc, p, key, &item), APR_SUCCESS);
+        CHECK_STR_EQ(item.value, l3.token);
+        /* l3's lock expired and nobody took it */
+        CHECK_STATUS(msm_mc_delete(live->mc, key), APR_SUCCESS);
+        CHECK_STATUS(msm_lock_release(&c, &ctx, &l3), APR_NOTFOUND);
+    }
+
+    /* a dead node: a failure, fast, nothing held */
+    log_count = 0;
+    t0 = apr_time_now();
+    rv = msm_lock_acquire(&c, &ctx, &lc, &l1, &c.nodes->node[1], &id,
+                          apr_time_from_sec(1), &waited);
+    t0 = apr_time_now() - t0;
+    CHECK(msm_mc_node_failed(rv));
+    CHECK_INT_EQ(l1.held, 0);
+    CHECK(t0 < apr_time_from_msec(100));
+    CHECK(!msm_node_is_live(&c.nodes->node[1]));
+    CHECK_INT_EQ(log_count, 1);     /* MSM00101 */
+    msm_mc_server_close_idle(c.nodes->node[0].mc);
+    msm_mc_server_close_idle(c.nodes->node[1].mc);
+}
+
+int main(void)
+{
+    apr_pool_t *p = unit_init("test_lock");
+    int ports[2];
+
+    test_backoff();
+    if (unit_mc_ports(ports, 2) >= 1) {
+        test_locks(p, ports[0]);
+    }
+    else {
+        printf("test_lock: MSM_TEST_MEMCACHED unset, lock tests skipped\n");
+    }
+    return unit_done();
+}
