@@ -21,7 +21,8 @@
 #                Apache::Test suite without mod_msm (-defines MSM_NO_MODULE)
 #   --verbose    verbose TAP output
 # Environment: MSM_BUILD_DIR (parent of the build dir), MSM_TEST_TIMEOUT (per t/*.t
-# file, seconds, default 300), MSM_SKIP_APT=1 (do not run apt-get).
+# file, seconds, default 300), MSM_SKIP_APT=1 (do not run apt-get),
+# MSM_FUZZ_SECONDS (per libFuzzer target on a full run, default 60; 0 = none).
 #
 # Exit status is non-zero on any failure. The last line printed is always
 # "N passed, N failed" (assertions: C unit test results + Apache::Test assertions;
@@ -46,6 +47,8 @@ warn() { printf '!! %s\n' "$*" >&2; }
 # run a command as the test user, in the build dir
 # memcached for the C unit tests (test_client, test_store), outside the t/ range
 UNIT_MC_PORTS=${MSM_UNIT_MC_PORTS:-21401,21402}
+# seconds per libFuzzer target on a full run (0: no fuzzing)
+FUZZ_SECS=${MSM_FUZZ_SECONDS:-60}
 
 as_user() {
     if [ -n "${RUN_USER:-}" ]; then
@@ -123,7 +126,7 @@ fail_step() {   # fail_step "what" [logfile]
 # ------------------------------------------------------------------ 1. packages
 PKGS="apache2 apache2-dev memcached libapache2-mod-perl2 autoconf automake libtool
       pkg-config make gcc libc6-dev libwww-perl libjson-pp-perl wrk nutcracker yrmcds
-      curl perl git ca-certificates procps"
+      curl perl git ca-certificates procps clang libclang-rt-14-dev apache2-utils"
 
 if [ "$(id -u)" = 0 ]; then
     if [ "${MSM_SKIP_APT:-0}" != 1 ]; then
@@ -276,6 +279,19 @@ else
             done
         fi
         log "unit tests: $upass passed, $ufail failed"
+
+        # ---------------------------------------------------------- 4b. fuzzing
+        if [ "$FUZZ_SECS" -gt 0 ] && command -v clang >/dev/null; then
+            log "fuzzing: fuzz/run.sh, ${FUZZ_SECS}s per target"
+            if as_user env FUZZ_OUT="$BUILD/.tmp" timeout $((FUZZ_SECS * 4 + 120)) \
+                    bash fuzz/run.sh "$FUZZ_SECS" > "$LOGS/fuzz.log" 2>&1; then
+                PASSED=$((PASSED + 1))
+            else
+                FAILED=$((FAILED + 1))
+                warn "fuzzing found a crash, see $LOGS/fuzz.log"
+            fi
+            sed 's/^/   /' "$LOGS/fuzz.log" | grep -E '==|Done|FAILED|stat::' || true
+        fi
     fi
 fi
 
