@@ -34,7 +34,10 @@ void *msm_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     msm_server_conf_t *c = apr_pcalloc(p, sizeof(*c));
 
     c->nodes = MERGE_PTR(nodes);
-    c->failover = MERGE_PTR(failover);
+    /* Failover ids name nodes of a list: a vhost with a list of its own
+     * does not inherit them. */
+    c->failover = add->failover ? add->failover
+                                : (add->nodes ? NULL : base->failover);
     c->timeout = MERGE_NUM(timeout);
     c->prefix = MERGE_PTR(prefix);
     c->idle = MERGE_NUM(idle);
@@ -542,9 +545,10 @@ const char *msm_config_finalize(apr_pool_t *p, server_rec *s)
             continue;
         }
         if ((err = finalize_server(p, seen, c)) != NULL) {
-            return apr_psprintf(p, "%s (server %s:%u)", err,
-                                s->server_hostname ? s->server_hostname : "",
-                                s->port);
+            return s->is_virtual && s->defn_name
+                ? apr_psprintf(p, "%s (in the <VirtualHost> of %s:%u)", err,
+                               s->defn_name, s->defn_line_number)
+                : err;
         }
     }
     return NULL;

@@ -5,7 +5,16 @@
  * to the request and an expiry, so a crashed holder frees it eventually.
  * Release deletes it only while it still holds our token: a request that
  * outlived its lock must not delete the lock of the request that took it
- * over. */
+ * over.
+ *
+ * Waiters queue in the lock's value: "<holder> <waiter1> <waiter2> ...",
+ * each appending its token. Release hands the lock to the first waiter
+ * (cas of the value without the holder's token) instead of deleting it, so
+ * the requests of one session are served first come, first served; a
+ * plain retry loop lets newcomers, which retry sooner, starve the requests
+ * that have waited longest. The next waiter in line polls every 5 ms, the
+ * others back off (5 ms doubling to 100 ms, jittered). An uncontended lock
+ * costs add + gets + delete, as before. */
 #ifndef MSM_LOCK_H
 #define MSM_LOCK_H
 
@@ -25,7 +34,16 @@ typedef struct msm_lock {
     const char *key;
     char token[MSM_LOCK_TOKEN_MAX];
     apr_uint32_t rnd;           /* jitter state */
+    apr_uint32_t expire;
 } msm_lock_t;
+
+/* Where token stands in a lock value: 0 holds the lock, n is the n-th
+ * waiter, -1 is not in it. */
+int msm_lock_position(const char *value, const char *token);
+
+/* value without the first occurrence of token (and its separator). */
+char *msm_lock_value_without(apr_pool_t *p, const char *value,
+                             const char *token);
 
 /* Takes the lock of session id on node, waiting (with backoff) at most
  * wait_max. APR_SUCCESS: held; APR_TIMEUP: another request held it all the

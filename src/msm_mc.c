@@ -744,7 +744,7 @@ apr_status_t msm_mc_store(msm_mc_server_t *s, msm_mc_store_mode_e mode,
                           apr_uint32_t flags, apr_uint32_t exptime,
                           apr_uint64_t cas_unique)
 {
-    static const char *const verbs[] = { "set", "add", "cas" };
+    static const char *const verbs[] = { "set", "add", "cas", "append" };
     char line[MSM_MC_KEY_MAX + 96];
     apr_size_t n;
     mc_op_t op;

@@ -47,7 +47,8 @@ typedef struct msm_mc_item {
 typedef enum {
     MSM_MC_SET,
     MSM_MC_ADD,
-    MSM_MC_CAS
+    MSM_MC_CAS,
+    MSM_MC_APPEND
 } msm_mc_store_mode_e;
 
 /* Called after every operation with its outcome and duration (for
@@ -76,7 +77,7 @@ apr_status_t msm_mc_get_touch(msm_mc_server_t *s, apr_pool_t *p,
                               const char *key, apr_uint32_t exptime,
                               msm_mc_item_t *item);
 
-/* set, add or cas (cas_unique is used for MSM_MC_CAS only). */
+/* set, add, cas or append (cas_unique is used for MSM_MC_CAS only). */
 apr_status_t msm_mc_store(msm_mc_server_t *s, msm_mc_store_mode_e mode,
                           const char *key, const char *value, apr_size_t len,
                           apr_uint32_t flags, apr_uint32_t exptime,

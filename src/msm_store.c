@@ -456,22 +456,37 @@ static apr_status_t refuse_too_large(const msm_store_conf_t *c,
                                      const msm_session_t *s, apr_size_t len)
 {
     MSM_STAT_INC(c->stats, too_large);
-    store_log(ctx, MSM_LOG_ERR, MSM_MC_ETOOBIG, "MSM00106: session %s-%s "
-              "not saved: %" APR_SIZE_T_FMT " bytes is more than memcached "
-              "takes (MsmMaxSessionSize)", s->has_id ? s->id.hex : "(new)",
-              s->has_id ? s->id.node : "", len);
+    store_log(ctx, MSM_LOG_ERR, 0, "MSM00106: %s%s%s%s not saved: %"
+              APR_SIZE_T_FMT " bytes is more than MsmMaxSessionSize (%"
+              APR_SIZE_T_FMT ")", s->has_id ? "session " : "new session",
+              s->has_id ? s->id.hex : "", s->has_id ? "-" : "",
+              s->has_id ? s->id.node : "", len, c->nodes->max_value);
     return MSM_MC_ETOOBIG;
 }
 
+static int node_in(msm_node_t *const *list, int n, const msm_node_t *node)
+{
+    while (n-- > 0) {
+        if (list[n] == node) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Writes a brand-new id with add, so that it can never overwrite another
- * session's key; tries the next node when one fails. */
+ * session's key; tries the next node when one fails, each node once. */
 static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                              msm_session_t *s, const char *value,
                              apr_size_t len)
 {
-    int attempt;
+    msm_node_t **failed = apr_palloc(ctx->pool, sizeof(msm_node_t *)
+                                     * (apr_size_t)c->nodes->count);
+    int nfailed = 0, attempt;
     apr_status_t rv = APR_EGENERAL;
 
+    /* count + 2: a node may fail each time, and two add collisions of a
+     * fresh 128-bit id will not happen. */
     for (attempt = 0; attempt < c->nodes->count + 2; attempt++) {
         msm_id_t id;
         msm_node_t *n;
@@ -480,7 +495,7 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
             return rv;
         }
         n = msm_nodes_pick_new(c->nodes, msm_id_spread(&id), apr_time_now());
-        if (n == NULL) {
+        if (n == NULL || node_in(failed, nfailed, n)) {
             log_unavailable(c, ctx);
             return APR_EGENERAL;
         }
@@ -500,6 +515,9 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         }
         if (rv == MSM_MC_ETOOBIG) {
             return refuse_too_large(c, ctx, s, len);
+        }
+        if (msm_mc_node_failed(rv)) {
+            failed[nfailed++] = n;
         }
     }
     return rv;

@@ -237,14 +237,123 @@ static void test_locks(apr_pool_t *p, int port)
     msm_mc_server_close_idle(c.nodes->node[1].mc);
 }
 
+/* The waiter queue kept in the lock's value. */
+static void test_queue_value(apr_pool_t *p)
+{
+    CHECK_INT_EQ(msm_lock_position("a1 b2 c3", "a1"), 0);
+    CHECK_INT_EQ(msm_lock_position("a1 b2 c3", "b2"), 1);
+    CHECK_INT_EQ(msm_lock_position("a1 b2 c3", "c3"), 2);
+    CHECK_INT_EQ(msm_lock_position("a1 b2 c3", "b"), -1);
+    CHECK_INT_EQ(msm_lock_position("a1 b22", "b2"), -1);
+    CHECK_INT_EQ(msm_lock_position("", "a1"), -1);
+    CHECK_INT_EQ(msm_lock_position("other", "a1"), -1);
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1 b2 c3", "a1"), "b2 c3");
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1 b2 c3", "b2"), "a1 c3");
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1 b2 c3", "c3"), "a1 b2");
+    CHECK_INT_EQ(msm_lock_position("a1 b2 ", "b2"), 1);
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1", "a1"), "");
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1 b2", "zz"), "a1 b2");
+    CHECK_STR_EQ(msm_lock_value_without(p, "other a1", "a1"), "other");
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1 a1 b2", "a1"), "a1 b2");
+}
+
+typedef struct {
+    const msm_store_conf_t *c;
+    const msm_lock_conf_t *lc;
+    msm_node_t *node;
+    const msm_id_t *id;
+    msm_lock_t lock;
+    apr_status_t rv;
+    apr_time_t got_at;
+} waiter_t;
+
+static void *APR_THREAD_FUNC wait_for_lock(apr_thread_t *t, void *data)
+{
+    waiter_t *w = data;
+    apr_pool_t *p;
+    msm_store_ctx_t ctx;
+    apr_interval_time_t waited;
+
+    apr_pool_create(&p, NULL);
+    msm_store_ctx_init(&ctx, p, NULL, NULL);
+    w->rv = msm_lock_acquire(w->c, &ctx, w->lc, &w->lock, w->node, w->id,
+                             apr_time_from_sec(3), &waited);
+    w->got_at = apr_time_now();
+    if (w->rv == APR_SUCCESS) {
+        apr_sleep(apr_time_from_msec(20));      /* work under the lock */
+        w->rv = msm_lock_release(w->c, &ctx, &w->lock);
+    }
+    apr_pool_destroy(p);
+    return NULL;
+}
+
+/* Waiters get the lock in the order they queued, each when the one before
+ * releases it: first come, first served. */
+static void test_fifo(apr_pool_t *p, int port)
+{
+    msm_store_conf_t c;
+    msm_lock_conf_t lc;
+    msm_store_ctx_t ctx;
+    msm_lock_t holder;
+    msm_id_t id;
+    waiter_t w[3];
+    apr_thread_t *th[3];
+    apr_interval_time_t waited;
+    msm_mc_item_t item;
+    int i;
+
+    memset(&c, 0, sizeof(c));
+    c.nodes = lock_nodes(p, port, unit_closed_port(p));
+    c.prefix = apr_psprintf(p, "utq%ld:", (long)getpid());
+    c.idle = 60;
+    lc.expire = 5;
+    msm_store_ctx_init(&ctx, p, NULL, NULL);
+    msm_id_generate(&id);
+    apr_cpystrn(id.node, "live", sizeof(id.node));
+    CHECK_STATUS(msm_lock_acquire(&c, &ctx, &lc, &holder, &c.nodes->node[0],
+                                  &id, 0, &waited), APR_SUCCESS);
+    for (i = 0; i < 3; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].c = &c;
+        w[i].lc = &lc;
+        w[i].node = &c.nodes->node[0];
+        w[i].id = &id;
+        apr_thread_create(&th[i], NULL, wait_for_lock, &w[i], p);
+        apr_sleep(apr_time_from_msec(30));      /* queue in this order */
+    }
+    CHECK_STATUS(msm_mc_get(c.nodes->node[0].mc, p,
+                            msm_id_key(p, MSM_NS_LOCK, c.prefix, &id), &item),
+                 APR_SUCCESS);
+    CHECK_INT_EQ(msm_lock_position(item.value, holder.token), 0);
+    CHECK_MSG(strchr(item.value, ' ') != NULL, "queue: \"%s\"", item.value);
+    CHECK_STATUS(msm_lock_release(&c, &ctx, &holder), APR_SUCCESS);
+    for (i = 0; i < 3; i++) {
+        apr_status_t trv;
+        apr_thread_join(&trv, th[i]);
+    }
+    for (i = 0; i < 3; i++) {
+        CHECK_STATUS(w[i].rv, APR_SUCCESS);
+    }
+    CHECK_MSG(w[0].got_at < w[1].got_at && w[1].got_at < w[2].got_at,
+              "served out of order: %ld %ld %ld", (long)w[0].got_at,
+              (long)w[1].got_at, (long)w[2].got_at);
+    /* the last one deleted it: nobody is queued */
+    CHECK_STATUS(msm_mc_get(c.nodes->node[0].mc, p,
+                            msm_id_key(p, MSM_NS_LOCK, c.prefix, &id), &item),
+                 APR_NOTFOUND);
+    msm_mc_server_close_idle(c.nodes->node[0].mc);
+}
+
 int main(void)
 {
     apr_pool_t *p = unit_init("test_lock");
     int ports[2];
 
     test_backoff();
+    test_queue_value(p);
     if (unit_mc_ports(ports, 2) >= 1) {
         test_locks(p, ports[0]);
+        test_fifo(p, ports[0]);
     }
     else {
         printf("test_lock: MSM_TEST_MEMCACHED unset, lock tests skipped\n");
