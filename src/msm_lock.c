@@ -42,61 +42,114 @@ static apr_status_t make_token(msm_lock_t *lock)
     return APR_SUCCESS;
 }
 
-/* The token at the start of s (tokens are separated by single spaces). */
+/* The token at the start of s (tokens are separated by spaces). */
 static apr_size_t token_len(const char *s)
 {
     const char *space = strchr(s, ' ');
     return space ? (apr_size_t)(space - s) : strlen(s);
 }
 
+static const char *skip_spaces(const char *s)
+{
+    while (*s == ' ') {
+        s++;
+    }
+    return s;
+}
+
+/* Whether the token at t[0..n) is followed, later in the value, by its
+ * departure mark "-<token>". */
+static int departed(const char *t, apr_size_t n)
+{
+    const char *s = skip_spaces(t + n);
+
+    while (*s) {
+        apr_size_t m = token_len(s);
+        if (m == n + 1 && s[0] == '-' && memcmp(s + 1, t, n) == 0) {
+            return 1;
+        }
+        s = skip_spaces(s + m);
+    }
+    return 0;
+}
+
+/* Calls fn for each token still in the queue, in order; stops when fn
+ * returns non-zero and returns that. */
+typedef int token_fn(void *baton, const char *t, apr_size_t n);
+
+static int each_queued(const char *value, token_fn *fn, void *baton)
+{
+    const char *s = skip_spaces(value);
+
+    while (*s) {
+        apr_size_t n = token_len(s);
+        int rv;
+        if (s[0] != '-' && !departed(s, n) && (rv = fn(baton, s, n)) != 0) {
+            return rv;
+        }
+        s = skip_spaces(s + n);
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *token;
+    apr_size_t len;
+    int pos;
+} find_t;
+
+static int find_token(void *baton, const char *t, apr_size_t n)
+{
+    find_t *f = baton;
+
+    if (n == f->len && memcmp(t, f->token, n) == 0) {
+        return 1;
+    }
+    f->pos++;
+    return 0;
+}
+
 int msm_lock_position(const char *value, const char *token)
 {
-    apr_size_t want = strlen(token);
-    int pos = 0;
+    find_t f = { token, strlen(token), 0 };
 
-    while (*value) {
-        apr_size_t n = token_len(value);
-        if (n == want && memcmp(value, token, n) == 0) {
-            return pos;
-        }
-        value += n;
-        while (*value == ' ') {
-            value++;
-        }
-        pos++;
+    return each_queued(value, find_token, &f) ? f.pos : -1;
+}
+
+typedef struct {
+    find_t skip;
+    int skipped;
+    char *out, *o;
+} join_t;
+
+static int join_token(void *baton, const char *t, apr_size_t n)
+{
+    join_t *j = baton;
+
+    if (!j->skipped && n == j->skip.len && memcmp(t, j->skip.token, n) == 0) {
+        j->skipped = 1;
+        return 0;
     }
-    return -1;
+    if (j->o != j->out) {
+        *j->o++ = ' ';
+    }
+    memcpy(j->o, t, n);
+    j->o += n;
+    return 0;
 }
 
 char *msm_lock_value_without(apr_pool_t *p, const char *value,
                              const char *token)
 {
-    apr_size_t want = strlen(token);
-    char *out = apr_palloc(p, strlen(value) + 1), *o = out;
-    int removed = 0;
+    join_t j;
 
-    while (*value == ' ') {
-        value++;
-    }
-    while (*value) {
-        apr_size_t n = token_len(value);
-        if (!removed && n == want && memcmp(value, token, n) == 0) {
-            removed = 1;
-        }
-        else {
-            if (o != out) {
-                *o++ = ' ';
-            }
-            memcpy(o, value, n);
-            o += n;
-        }
-        value += n;
-        while (*value == ' ') {
-            value++;
-        }
-    }
-    *o = '\0';
-    return out;
+    j.skip.token = token;
+    j.skip.len = strlen(token);
+    j.skipped = 0;
+    j.out = j.o = apr_palloc(p, strlen(value) + 1);
+    each_queued(value, join_token, &j);
+    *j.o = '\0';
+    return j.out;
 }
 
 /* One store/get on the lock's node, with the node's health updated. */
@@ -150,32 +203,20 @@ static apr_status_t take_or_queue(const msm_store_conf_t *c,
     return APR_EEXIST;              /* neither: wait and look again */
 }
 
-/* Takes our token out of the queue when we stop waiting. If the lock was
- * handed to us meanwhile, it is ours after all: APR_SUCCESS. */
+/* Leaves the queue when we stop waiting, by appending "-<token>": an
+ * append keeps the item's expiry (a cas would have to set one, and the lock
+ * is another request's). If the lock was handed to us meanwhile, it is ours
+ * after all: APR_SUCCESS. */
 static apr_status_t leave_queue(const msm_store_conf_t *c,
                                 msm_store_ctx_t *ctx, msm_lock_t *lock)
 {
-    int tries;
+    msm_mc_item_t item;
 
-    for (tries = 0; tries < 5; tries++) {
-        msm_mc_item_t item;
-        apr_status_t rv = lock_get(c, ctx, lock, &item);
-        int pos;
-
-        if (rv != APR_SUCCESS) {
-            return APR_TIMEUP;
-        }
-        pos = msm_lock_position(item.value, lock->token);
-        if (pos == 0) {
-            return APR_SUCCESS;
-        }
-        if (pos < 0
-            || lock_store(c, ctx, lock, MSM_MC_CAS,
-                          msm_lock_value_without(ctx->pool, item.value,
-                                                 lock->token),
-                          item.cas) != APR_EEXIST) {
-            return APR_TIMEUP;
-        }
+    lock_store(c, ctx, lock, MSM_MC_APPEND,
+               apr_pstrcat(ctx->pool, " -", lock->token, NULL), 0);
+    if (lock_get(c, ctx, lock, &item) == APR_SUCCESS
+        && msm_lock_position(item.value, lock->token) == 0) {
+        return APR_SUCCESS;
     }
     return APR_TIMEUP;
 }

@@ -8,8 +8,10 @@
  * over.
  *
  * Waiters queue in the lock's value: "<holder> <waiter1> <waiter2> ...",
- * each appending its token. Release hands the lock to the first waiter
- * (cas of the value without the holder's token) instead of deleting it, so
+ * each appending its token (and "-<token>" when it gives up: waiters only
+ * ever append, which keeps the item's expiry). Release hands the lock to
+ * the first waiter still queued (cas of the queue without the holder's
+ * token, with a fresh expiry) instead of deleting it, so
  * the requests of one session are served first come, first served; a
  * plain retry loop lets newcomers, which retry sooner, starve the requests
  * that have waited longest. The next waiter in line polls every 5 ms, the
@@ -38,10 +40,11 @@ typedef struct msm_lock {
 } msm_lock_t;
 
 /* Where token stands in a lock value: 0 holds the lock, n is the n-th
- * waiter, -1 is not in it. */
+ * waiter, -1 is not in it (or gave up: "-<token>" follows it). */
 int msm_lock_position(const char *value, const char *token);
 
-/* value without the first occurrence of token (and its separator). */
+/* The queue in value without token: the tokens still queued, in order,
+ * one space apart, departure marks and departed tokens dropped. */
 char *msm_lock_value_without(apr_pool_t *p, const char *value,
                              const char *token);
 

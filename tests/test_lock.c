@@ -255,6 +255,13 @@ static void test_queue_value(apr_pool_t *p)
     CHECK_STR_EQ(msm_lock_value_without(p, "a1 b2", "zz"), "a1 b2");
     CHECK_STR_EQ(msm_lock_value_without(p, "other a1", "a1"), "other");
     CHECK_STR_EQ(msm_lock_value_without(p, "a1 a1 b2", "a1"), "a1 b2");
+    /* a waiter that gave up: "-<token>" after it */
+    CHECK_INT_EQ(msm_lock_position("a1 b2 c3 -b2", "b2"), -1);
+    CHECK_INT_EQ(msm_lock_position("a1 b2 c3 -b2", "c3"), 1);
+    CHECK_INT_EQ(msm_lock_position("a1 -b2 b2", "b2"), 1);  /* mark before */
+    CHECK_STR_EQ(msm_lock_value_without(p, "a1 b2 c3 -b2", "a1"), "c3");
+    CHECK_STR_EQ(msm_lock_value_without(p, "other a1 -a1", "zz"), "other");
+    CHECK_INT_EQ(msm_lock_position("other a1 -a1", "other"), 0);
 }
 
 typedef struct {

@@ -221,6 +221,7 @@ sub reap_leftovers {
             push @killed, $pid, @desc;
         }
     }
+    push @killed, MsmTest::Proc::reap_leftovers();   # MsmTest::process pid files
     return @killed;
 }
 
@@ -1043,5 +1044,317 @@ sub parse_http_date {
     }
     return undef;
 }
+
+# ================================================================ node state (failover tests)
+# Node health as mod_msm's shared memory has it, read through the msm-status handler.
+#   MsmTest::msm_status([base => URL, path => '/msm-status'])  decoded JSON (undef on error)
+#   MsmTest::node_states([base => URL])                        { id => 1 live | 0 dead }
+#   MsmTest::wait_nodes_live([ids], [base => URL, app => '/msm/app.cgi', timeout => 10])
+#       true once every id is live. Dead nodes are probed the way mod_msm probes them:
+#       a read of a random well-formed session id on that node (after MsmNodeRetry one
+#       request tries the node again and marks it live when it answers). Bounded.
+#   MsmTest::random_hex()                                     32 lowercase hex digits
+#   $mc->wait_stopped([timeout => 2])   after $mc->sigstop: true once all its threads are stopped
+package MsmTest;
+
+sub random_hex { join '', map { sprintf '%04x', int rand 65536 } 1 .. 8 }
+
+# $mc->sigstop returns once the signal is sent; a memcached thread can still answer
+# a request in the moment after. wait_stopped: true once every thread of the
+# process is in state T (stopped), bounded.
+sub MsmTest::Memcached::wait_stopped {
+    my ($self, %o) = @_;
+    my $pid = $self->{pid} or return 0;
+    return wait_until(sub {
+        opendir my $dh, "/proc/$pid/task" or return 0;
+        my @tids = grep { /^\d+$/ } readdir $dh;
+        closedir $dh;
+        return 0 unless @tids;
+        for my $t (@tids) {
+            open my $fh, '<', "/proc/$pid/task/$t/stat" or return 0;
+            my $st = <$fh> // '';
+            close $fh;
+            my ($state) = $st =~ /\)\s+(\S)/;
+            return 0 unless defined $state && $state eq 'T';
+        }
+        return 1;
+    }, timeout => $o{timeout} // 2, interval => 0.005);
+}
+
+sub msm_status {
+    my %o = @_;
+    my $c = MsmTest::Client->new(base => $o{base} // url(), timeout => $o{timeout} // 10);
+    my $r = $c->get($o{path} // '/msm-status');
+    return undef unless $r->status == 200;
+    my $j = $r->json;
+    return ref $j eq 'HASH' ? $j : undef;
+}
+
+sub node_states {
+    my %o = @_;
+    my $st = msm_status(%o) or return {};
+    my %live;
+    for my $n (@{ $st->{nodes} || [] }) {
+        $live{ $n->{id} } = $n->{live} ? 1 : 0;
+    }
+    return \%live;
+}
+
+sub wait_nodes_live {
+    my ($ids, %o) = @_;
+    my $base = $o{base} // url();
+    my $app  = $o{app} // '/msm/app.cgi';
+    return wait_until(sub {
+        my $st = node_states(base => $base, path => $o{path});
+        my @dead = grep { !$st->{$_} } @$ids;
+        return 1 unless @dead;
+        for my $id (@dead) {
+            my $c = MsmTest::Client->new(base => $base, timeout => 10);
+            $c->cookie(MSMSESSION => random_hex() . "-$id");
+            $c->get("$app?op=read");
+        }
+        return 0;
+    }, timeout => $o{timeout} // 10, interval => $o{interval} // 0.2);
+}
+
+# ================================================================ operation counts (t/1x files)
+# memcached operation counters of several instances, from "stats" (which counts as
+# no operation itself; note that $mc->get/->ttl do count):
+#   my $s0 = MsmTest::mc_ops(\%mc);              # { NAME => {get,touch,set,delete,incr,meta,total} }
+#   my $d  = MsmTest::mc_ops_delta($s0, MsmTest::mc_ops(\%mc));   # same, plus NAME '_sum'
+#   my $s  = MsmTest::mc_ops_settled(\%mc [, quiet => 0.3, timeout => 4])
+#            the counters once they stopped moving for `quiet` seconds (mod_msm writes
+#            backups after the response); bounded by timeout
+#   MsmTest::mc_ops_str($d)                     "n1 touch=1 set=1 | n2 set=1" (diagnostics)
+# get = cmd_get (get/gets), touch = cmd_touch (touch, gat/gats), set = cmd_set
+# (set/add/cas/...), delete = delete_hits + delete_misses, incr = incr/decr.
+# A node that does not answer (stopped, killed) is left out.
+package MsmTest;
+
+our @MC_OPS = qw(get touch set delete incr meta);
+
+sub mc_ops {
+    my $mc = shift;
+    my %r;
+    for my $name (CORE::keys %$mc) {
+        my $st = eval { $mc->{$name}->stats } or next;
+        my %o = (
+            get    => $st->{cmd_get} // 0,
+            touch  => $st->{cmd_touch} // 0,
+            set    => $st->{cmd_set} // 0,
+            delete => ($st->{delete_hits} // 0) + ($st->{delete_misses} // 0),
+            incr   => ($st->{incr_hits} // 0) + ($st->{incr_misses} // 0)
+                      + ($st->{decr_hits} // 0) + ($st->{decr_misses} // 0),
+            meta   => $st->{cmd_meta} // 0,
+        );
+        $o{total} = 0;
+        $o{total} += $o{$_} for @MC_OPS;
+        $r{$name} = \%o;
+    }
+    return \%r;
+}
+
+sub mc_ops_delta {
+    my ($a, $b) = @_;
+    my %d;
+    my %sum = map { $_ => 0 } @MC_OPS, 'total';
+    for my $name (CORE::keys %$b) {
+        next unless $a->{$name};
+        for my $k (@MC_OPS, 'total') {
+            $d{$name}{$k} = $b->{$name}{$k} - $a->{$name}{$k};
+            $sum{$k} += $d{$name}{$k};
+        }
+    }
+    $d{_sum} = \%sum;
+    return \%d;
+}
+
+sub mc_ops_settled {
+    my ($mc, %o) = @_;
+    my $quiet = $o{quiet} // 0.3;
+    my $deadline = time + ($o{timeout} // 4);
+    my $last = mc_ops($mc);
+    my $since = time;
+    while (time < $deadline) {
+        sleep 0.05;
+        my $now = mc_ops($mc);
+        my $same = 1;
+        for my $n (CORE::keys %$now) {
+            $same = 0 if !$last->{$n} || $last->{$n}{total} != $now->{$n}{total};
+        }
+        if (!$same) { $last = $now; $since = time; next }
+        return $now if time - $since >= $quiet;
+    }
+    return $last;
+}
+
+sub mc_ops_str {
+    my $d = shift;
+    my @parts;
+    for my $n (sort grep { $_ ne '_sum' } CORE::keys %$d) {
+        my @nz = map { "$_=$d->{$n}{$_}" } grep { $d->{$n}{$_} } @MC_OPS;
+        push @parts, "$n " . (@nz ? join(' ', @nz) : '-');
+    }
+    return join ' | ', @parts;
+}
+
+# ================================================================ other servers (t/60, t/70, t/80)
+# Any other server process a test needs (nutcracker, yrmcds, the fake memcached):
+#   my $p = MsmTest::process(name => 'nut1', port => 21393, cmd => [...],
+#                            [any_port => 1, ready => sub { ... }, timeout => 10,
+#                             log => FILE (default t/logs/proc-NAME.log), setsid => 1]);
+#   $p->pid $p->port $p->running $p->log_file $p->stop (TERM, then KILL) $p->kill9
+#   (both end the process' descendants too, by pid)
+#   $p->mc   a MsmTest::Memcached handle on its port (raw/get/set/stats), no process
+# Started like memcached: in this test's process group (setsid => 1: a session of its
+# own, for programs that signal their process group), pid file t/logs/proc-NAME.pid
+# (reap_leftovers ends it when its command line still matches), stopped by an END block.
+#   MsmTest::mc_at($port)  a MsmTest::Memcached handle on any 127.0.0.1 port (raw, get,
+#                          set, stats, ...); it owns no process (stop/kill9 do nothing).
+package MsmTest;
+
+sub process { MsmTest::Proc->start(@_) }
+
+sub mc_at {
+    my $port = shift;
+    return bless { port => $port, owner => $$ }, 'MsmTest::Memcached';
+}
+
+package MsmTest::Proc;
+use strict;
+use warnings;
+use Carp qw(croak);
+use File::Spec::Functions qw(catfile);
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+my %PLIVE;
+
+sub start {
+    my ($class, %o) = @_;
+    my $name = $o{name} or croak "name required";
+    croak "name '$name': use [A-Za-z0-9_-]" unless $name =~ /^[A-Za-z0-9_-]+$/;
+    my $self = bless {
+        name    => $name,
+        port    => $o{port},
+        cmd     => $o{cmd} || croak('cmd required'),
+        ready   => $o{ready},
+        timeout => $o{timeout} // 10,
+        log     => $o{log} // catfile(MsmTest::logs_dir(), "proc-$name.log"),
+        owner   => $$,
+        setsid  => $o{setsid},
+    }, $class;
+    MsmTest::_check_port($o{port}, any_port => $o{any_port}) if $o{port};
+    $self->_spawn;
+    $PLIVE{"$self"} = $self;
+    return $self;
+}
+
+sub pid      { $_[0]{pid} }
+sub port     { $_[0]{port} }
+sub name     { $_[0]{name} }
+sub log_file { $_[0]{log} }
+sub pid_file { catfile(MsmTest::logs_dir(), "proc-$_[0]{name}.pid") }
+sub running  { my $s = shift; return $s->{pid} && MsmTest::_alive($s->{pid}) }
+sub mc       { MsmTest::mc_at($_[0]{port}) }
+
+sub _spawn {
+    my $self = shift;
+    my @cmd = @{ $self->{cmd} };
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        POSIX::setsid() if $self->{setsid};
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $self->{log} or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    # line 2: the command line, so that reap_leftovers never ends another process
+    if (open my $fh, ">", $self->pid_file) { print $fh "$pid\n@cmd\n"; close $fh }
+    my $died;
+    my $up = MsmTest::wait_until(sub {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        if ($r == $pid) { $died = $?; return 1 }
+        return $self->{ready} ? $self->{ready}->($self)
+             : $self->{port}  ? MsmTest::port_open($self->{port}, 0.2)
+             : 1;
+    }, timeout => $self->{timeout}, interval => 0.05);
+    if (defined $died || !$up) {
+        $self->kill9 unless defined $died;
+        delete $self->{pid};
+        unlink $self->pid_file;
+        croak "$self->{name} (@cmd) did not come up: "
+            . (defined $died ? "exited with status $died" : 'timeout') . "\n"
+            . MsmTest::_tail($self->{log});
+    }
+    return $self;
+}
+
+sub stop {
+    my $self = shift;
+    my $pid = $self->{pid} or return 1;
+    return 1 if $self->{owner} != $$;
+    delete $self->{pid};
+    unlink $self->pid_file;
+    my @desc = MsmTest::descendant_pids($pid);
+    kill 'TERM', $pid;
+    kill 'CONT', $pid;
+    unless (MsmTest::_reap($pid, 5)) {
+        kill 'KILL', $pid;
+        MsmTest::_reap($pid, 5);
+    }
+    kill 'KILL', grep { MsmTest::_alive($_) } @desc;
+    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3)
+        if $self->{port};
+    return 1;
+}
+
+sub kill9 {
+    my $self = shift;
+    my $pid = delete $self->{pid} or return 1;
+    unlink $self->pid_file;
+    my @desc = MsmTest::descendant_pids($pid);
+    kill 'KILL', $pid, @desc;
+    MsmTest::_reap($pid, 5);
+    MsmTest::wait_until(sub { !grep { MsmTest::_alive($_) } @desc }, timeout => 5);
+    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3)
+        if $self->{port};
+    return 1;
+}
+
+sub sigstop { my $s = shift; kill 'STOP', $s->{pid} if $s->{pid}; $s }
+sub sigcont { my $s = shift; kill 'CONT', $s->{pid} if $s->{pid}; $s }
+
+sub DESTROY {}
+
+# processes of killed tests: pid files whose process still runs exactly the
+# command line written there
+sub reap_leftovers {
+    my @killed;
+    for my $pf (glob(catfile(MsmTest::logs_dir(), 'proc-*.pid'))) {
+        my $pid = MsmTest::_read_pid($pf);
+        my $want = '';
+        if (open my $fh, '<', $pf) { <$fh>; $want = <$fh> // ''; close $fh }
+        s/\s+$// for $want;
+        my $cl = $pid ? MsmTest::_cmdline($pid) : '';
+        $cl =~ s/\s+$//;
+        if ($pid && length $want && $cl eq $want) {
+            kill 'KILL', $pid;
+            push @killed, $pid;
+        }
+        unlink $pf;
+    }
+    return @killed;
+}
+
+END {
+    for my $k (CORE::keys %PLIVE) {
+        my $p = delete $PLIVE{$k};
+        $p->stop if $p && $p->{owner} == $$;
+    }
+}
+
 
 1;

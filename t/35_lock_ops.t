@@ -1,0 +1,200 @@
+# Session locking: memcached operations per uncontended request (memcached's own
+# stats, summed over the nodes) with MsmLocking On (/lock-on/) vs Off (/msm/,
+# and /lock-on/nolock/, a nested MsmLocking Off): On costs exactly the lock's
+# add, the release check's gets and the delete on top of what Off costs, and Off
+# costs exactly the unlocked operations (read: one gats; write: gats + set +
+# backup set). Then a short bounded throughput run, On vs Off, on one contended
+# session and on 200 independent sessions (rps printed, not asserted).
+use strict;
+use warnings;
+
+use Apache::Test qw(-withtestmore);
+use MsmTest;
+use Time::HiRes qw(time sleep);
+
+plan tests => 34, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+
+my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
+my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
+sleep 1.2;    # dead marks of an earlier test file (MsmNodeRetry 1) expire
+
+# memcached stats per kind of operation:
+#   gats/touch -> cmd_touch, get/gets -> cmd_get, set/add/cas -> cmd_set, delete -> delete_*
+my @STATS = qw(cmd_touch cmd_get cmd_set delete_hits delete_misses incr_hits incr_misses
+               decr_hits decr_misses);
+sub snap {
+    my %s;
+    for my $n (sort keys %mc) {
+        my $st = $mc{$n}->stats;
+        $s{$_} += $st->{$_} // 0 for @STATS;
+    }
+    return \%s;
+}
+# after the response: wait until the counters stop moving (async backup writes)
+sub settled_snap {
+    my $prev = snap();
+    my ($s, $stable) = (undef, 0);
+    MsmTest::wait_until(sub {
+        sleep 0.1;
+        $s = snap();
+        my $same = !grep { $s->{$_} != $prev->{$_} } @STATS;
+        $prev = $s;
+        $stable = $same ? $stable + 1 : 0;
+        return $stable >= 3;       # unchanged for 300 ms
+    }, timeout => 5, interval => 0.01);
+    return $s;
+}
+# operation counts of one request
+my $last_snap;    # the settled counters after the previous measured request
+sub ops_of {
+    my ($c, $path) = @_;
+    my $a = $last_snap // settled_snap();
+    my $r = $c->get($path);
+    my $b = $last_snap = settled_snap();
+    my %d = map { $_ => $b->{$_} - $a->{$_} } @STATS;
+    my %o = (
+        gats   => $d{cmd_touch},
+        get    => $d{cmd_get},
+        set    => $d{cmd_set},
+        delete => $d{delete_hits} + $d{delete_misses},
+        other  => $d{incr_hits} + $d{incr_misses} + $d{decr_hits} + $d{decr_misses},
+    );
+    $o{total} = 0;
+    $o{total} += $o{$_} for qw(gats get set delete other);
+    $o{status} = $r->status;
+    $o{value} = $r->field('value');
+    return \%o;
+}
+sub row { my ($name, $o) = @_;
+    return sprintf '%-38s %5d %5d %5d %5d %6d   (status %s)', $name, @{$o}{qw(total gats get set delete)}, $o->{status} }
+
+my $c = MsmTest::client();
+my $r;
+ok(MsmTest::wait_until(sub {
+    $c->clear_cookies;
+    $r = $c->get('/msm/app.cgi?op=set&k=c&v=0');
+    return $r->status == 200 && ($c->cookie('MSMSESSION') // '') =~ /^[0-9a-f]{32}-n[123]$/;
+}, timeout => 10, interval => 0.3), 'session created') or diag($r->dump);
+my $sid = $c->cookie('MSMSESSION') // '';
+
+my %ops;
+for my $round (1, 2) {
+    $ops{"off read $round"}     = ops_of($c, '/msm/app.cgi?op=read');
+    $ops{"on read $round"}      = ops_of($c, '/lock-on/app.cgi?op=read');
+    $ops{"nolock read $round"}  = ops_of($c, '/lock-on/nolock/app.cgi?op=read');
+    $ops{"off write $round"}    = ops_of($c, '/msm/app.cgi?op=incr&k=c');
+    $ops{"on write $round"}     = ops_of($c, '/lock-on/app.cgi?op=incr&k=c');
+    $ops{"nolock write $round"} = ops_of($c, '/lock-on/nolock/app.cgi?op=incr&k=c');
+}
+diag(sprintf "memcached operations per uncontended request (all nodes):\n%-38s %5s %5s %5s %5s %6s",
+     'request', 'total', 'gats', 'gets', 'set', 'delete');
+my %where = (off => '/msm/ (Off)', on => '/lock-on/ (On)', nolock => '/lock-on/nolock/ (Off nested)');
+for my $k (map { my $w = $_; map { "$_ $w" } qw(off on nolock) } 'read 1', 'write 1', 'read 2', 'write 2') {
+    my ($loc, $what) = $k =~ /^(\S+) (.*)$/;
+    diag(row("$what $where{$loc}", $ops{$k}));
+}
+is(scalar(grep { $ops{$_}{status} != 200 } keys %ops), 0, 'every measured request answered 200');
+is_deeply([map { $ops{$_}{value} } map { ("off write $_", "on write $_", "nolock write $_") } 1, 2],
+          [1 .. 6], 'the writes counted 1..6');
+
+for my $round (1, 2) {
+    my ($off, $on, $nl) = map { $ops{"$_ read $round"} } qw(off on nolock);
+    is($off->{total}, 1, "round $round: read, Off: exactly 1 operation (today's count)");
+    is($off->{gats}, 1, "round $round: read, Off: it is the gats");
+    is($on->{total}, $off->{total} + 3, "round $round: read, On: the read's ops + add + delete + the release check (gets)");
+    is_deeply([@{$on}{qw(gats get set delete)}], [1, 1, 1, 1],
+              "round $round: read, On: gats 1, gets 1 (release check), add 1 (cmd_set), delete 1");
+    is_deeply([@{$nl}{qw(total gats get set delete)}], [@{$off}{qw(total gats get set delete)}],
+              "round $round: read, /lock-on/nolock/ counts exactly as Off");
+
+    ($off, $on, $nl) = map { $ops{"$_ write $round"} } qw(off on nolock);
+    is_deeply([@{$off}{qw(total gats get set delete)}], [3, 1, 0, 2, 0],
+              "round $round: write, Off: gats + set + backup set = 3");
+    is($on->{total}, $off->{total} + 3, "round $round: write, On: Off + add + gets + delete");
+    is_deeply([@{$on}{qw(gats get set delete)}], [1, 1, 3, 1],
+              "round $round: write, On: gats 1, gets 1, cmd_set 3 (add, set, backup set), delete 1");
+    is_deeply([@{$nl}{qw(total gats get set delete)}], [@{$off}{qw(total gats get set delete)}],
+              "round $round: write, /lock-on/nolock/ counts exactly as Off");
+}
+ok(!grep({ /^lock:/ } map { $mc{$_}->keys } keys %mc), 'no lock key left in memcached');
+
+# ---------------------------------------------------------------- throughput
+# 300 requests (op=incr) from 8 parallel clients; a run stops sending after 7 s (loaded machines)
+my $N = 300;
+my $P = 8;
+sub run_load {
+    my ($prefix, $sessions) = @_;     # $sessions: list of cookie values, request j uses $j % @$sessions
+    my $t0 = time;
+    my @res = MsmTest::parallel($P, sub {
+        my $i = shift;
+        my $w = MsmTest::client();
+        my (%st, $n);
+        my $deadline = time + 7;
+        for (my $j = $i; $j < $N; $j += $P) {
+            last if time > $deadline;
+            $w->cookie(MSMSESSION => $sessions->[$j % @$sessions]);
+            my $x = $w->get("$prefix/app.cgi?op=incr&k=t");
+            $st{ $x->status }++;
+            $n++;
+        }
+        return { st => \%st, n => $n };
+    }, timeout => 40);
+    my $el = time - $t0;
+    my (%st, $n);
+    for my $x (@res) {
+        if ($x->{__error}) { $st{error}++; next }
+        $st{$_} += $x->{st}{$_} for keys %{ $x->{st} };
+        $n += $x->{n} // 0;
+    }
+    return { elapsed => $el, n => $n // 0, st => \%st, rps => ($n // 0) / ($el || 1) };
+}
+sub stored_t {
+    my $cookie = shift;
+    my ($node) = $cookie =~ /-(n[123])$/;
+    my $v = $mc{$node // 'n1'}->get("t:$cookie") // '';
+    return $v =~ /(?:^|&)t=(\d+)/ ? $1 : 0;
+}
+sub fmt_st { my $s = shift; join ',', map { "$_:$s->{$_}" } sort keys %$s }
+
+# one contended session
+my %load;
+for my $mode (['Off', '/msm'], ['On', '/lock-on']) {
+    my ($name, $prefix) = @$mode;
+    my $before = stored_t($sid);
+    my $l = run_load($prefix, [$sid]);
+    $l->{gained} = stored_t($sid) - $before;
+    $load{"contended $name"} = $l;
+}
+# 200 independent sessions, written straight into memcached (mod_session's
+# encoding, as mod_msm stores them) so that making them costs no test time
+my @sids;
+for my $j (0 .. 199) {
+    my $hex = join '', map { sprintf '%02x', int rand 256 } 1 .. 16;
+    my $n = (qw(n1 n2 n3))[$j % 3];
+    push @sids, "$hex-$n" if $mc{$n}->set("t:$hex-$n", "s=$j", 600);
+}
+is(scalar(@sids), 200, '200 independent sessions stored in memcached');
+@sids = ($sid) unless @sids;
+for my $mode (['Off', '/msm'], ['On', '/lock-on']) {
+    my ($name, $prefix) = @$mode;
+    $load{"independent $name"} = run_load($prefix, \@sids);
+}
+
+diag("throughput, $N x op=incr from $P parallel clients:");
+for my $k ('contended Off', 'contended On', 'independent Off', 'independent On') {
+    my $l = $load{$k};
+    diag(sprintf '  %-16s %6.1f rps  %3d requests in %5.2f s  statuses %s%s', $k, $l->{rps}, $l->{n},
+         $l->{elapsed}, fmt_st($l->{st}),
+         defined $l->{gained} ? "  counter +$l->{gained}" : '');
+}
+for my $k ('contended Off', 'contended On', 'independent Off', 'independent On') {
+    my $l = $load{$k};
+    ok($l->{n} > 0 && $l->{rps} > 0, "$k: $l->{n} requests answered, rps > 0 (" . sprintf('%.1f', $l->{rps}) . ')');
+    is(($l->{st}{200} // 0) + ($l->{st}{503} // 0), $l->{n}, "$k: every answer is 200 or 503 (lock timeout)");
+}
+is($load{'contended On'}{gained}, $load{'contended On'}{st}{200} // 0,
+   'contended On: no lost update (the counter grew by the number of 200s)');
+ok($load{'contended Off'}{gained} <= ($load{'contended Off'}{st}{200} // 0),
+   'contended Off: the counter grew by at most the number of 200s (lost updates: '
+   . (($load{'contended Off'}{st}{200} // 0) - ($load{'contended Off'}{gained} // 0)) . ')');
+ok(!grep({ /^lock:/ } map { $mc{$_}->keys } keys %mc), 'no lock key left in memcached after the load');
