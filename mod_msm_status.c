@@ -15,8 +15,10 @@ static const struct {
     const char *name;           /* JSON key; Prometheus msm_<name>_total */
     const char *help;
     apr_size_t offset;
+    const char *prom;           /* Prometheus name when not msm_<name>_total */
+    double scale;               /* Prometheus value = counter / scale */
 } counters[] = {
-#define C(field, help) { #field, help, offsetof(msm_stats_t, field) }
+#define C(field, help) { #field, help, offsetof(msm_stats_t, field), NULL, 1 }
     C(created, "Sessions given a new id"),
     C(load_hit, "Sessions found in memcached or the local tier"),
     C(load_miss, "Session cookies whose session was not found"),
@@ -30,7 +32,9 @@ static const struct {
     C(takeovers, "Sticky mode: sessions taken over from another route"),
     C(lock_acquired, "Session locks taken"),
     C(lock_waits, "Session locks taken after waiting"),
-    C(lock_wait_us, "Microseconds spent waiting for session locks"),
+    { "lock_wait_us", "Seconds spent waiting for session locks",
+      offsetof(msm_stats_t, lock_wait_us), "msm_lock_wait_seconds_total",
+      1e6 },
     C(lock_timeouts, "Session locks not obtained within MsmLockTimeout"),
     C(lock_lost, "Session locks that expired before their release"),
     C(too_large, "Sessions refused for exceeding MsmMaxSessionSize"),
@@ -231,10 +235,16 @@ static void write_prometheus(request_rec *r)
 
     ap_set_content_type(r, "text/plain; version=0.0.4");
     for (i = 0; i < NCOUNTERS; i++) {
-        const char *name = apr_pstrcat(r->pool, "msm_", counters[i].name,
-                                       "_total", NULL);
+        const char *name = counters[i].prom ? counters[i].prom
+            : apr_pstrcat(r->pool, "msm_", counters[i].name, "_total", NULL);
         prom_header(r, name, "counter", counters[i].help);
-        ap_rprintf(r, "%s %" APR_UINT64_T_FMT "\n", name, counter(i));
+        if (counters[i].scale != 1) {
+            ap_rprintf(r, "%s %.6f\n", name,
+                       (double)counter(i) / counters[i].scale);
+        }
+        else {
+            ap_rprintf(r, "%s %" APR_UINT64_T_FMT "\n", name, counter(i));
+        }
     }
     prom_header(r, "msm_node_up", "gauge", "1 if the node is live");
     each_node(r, prom_node, &pass);

@@ -109,11 +109,22 @@ void msm_sticky_child_init(apr_pool_t *p, server_rec *s)
     }
 }
 
+/* ids are validated lowercase hex */
+static int hex_value(char c)
+{
+    return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+/* shmcb picks its subcache by the key's first byte: a byte of the random
+ * id comes first (hex digits alone would reach 16 subcaches at most; a
+ * key prefix would put every session in one). */
 static const char *entry_key(const msm_req_t *q, unsigned int *len)
 {
-    const char *key = apr_pstrcat(q->r->pool, q->sc->store.prefix,
-                                  q->s.id.hex, NULL);
-    *len = (unsigned int)strlen(key);
+    const char *hex = q->s.id.hex;
+    char *key = apr_pstrcat(q->r->pool, "_", q->sc->store.prefix, hex, NULL);
+
+    key[0] = (char)(hex_value(hex[0]) << 4 | hex_value(hex[1]));
+    *len = (unsigned int)strlen(key + 1) + 1;
     return key;
 }
 

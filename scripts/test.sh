@@ -143,7 +143,18 @@ if [ "$(id -u)" = 0 ]; then
             timeout 1200 apt-get install -y -qq --no-install-recommends $missing >/dev/null \
                 || fail_step "apt-get install$missing"
         fi
+        # promtool (t/50_status.t) comes with Debian's prometheus package, which
+        # would also start a server: unpack the tool only
+        if [ ! -x /usr/local/lib/msm-promtool/usr/bin/promtool ] && ! command -v promtool >/dev/null; then
+            log "unpacking promtool from Debian's prometheus package"
+            ( d=$(mktemp -d) && cd "$d" && timeout 600 apt-get download -qq prometheus >/dev/null 2>&1 \
+              && mkdir -p /usr/local/lib/msm-promtool \
+              && dpkg -x prometheus_*.deb /usr/local/lib/msm-promtool; rm -rf "$d" ) \
+              || warn "could not unpack promtool; t/50_status.t uses its own format check only"
+        fi
     fi
+    [ -x /usr/local/lib/msm-promtool/usr/bin/promtool ] \
+        && export MSM_PROMTOOL=/usr/local/lib/msm-promtool/usr/bin/promtool
     RUN_USER=msmtest
     if ! id -u "$RUN_USER" >/dev/null 2>&1; then
         log "creating user $RUN_USER"
