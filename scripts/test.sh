@@ -126,7 +126,8 @@ fail_step() {   # fail_step "what" [logfile]
 # ------------------------------------------------------------------ 1. packages
 PKGS="apache2 apache2-dev memcached libapache2-mod-perl2 autoconf automake libtool
       pkg-config make gcc libc6-dev libwww-perl libjson-pp-perl wrk nutcracker yrmcds
-      curl perl git ca-certificates procps clang libclang-rt-14-dev apache2-utils"
+      curl perl git ca-certificates procps clang libclang-rt-14-dev apache2-utils
+      chromium nodejs"
 
 if [ "$(id -u)" = 0 ]; then
     if [ "${MSM_SKIP_APT:-0}" != 1 ]; then
@@ -135,6 +136,9 @@ if [ "$(id -u)" = 0 ]; then
             st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
             [ "$st" = installed ] || missing="$missing $p"
         done
+        # npm (t/browser): Debian's package, unless nodejs brings its own (NodeSource's
+        # nodejs contains npm and conflicts with Debian's npm package)
+        command -v npm >/dev/null 2>&1 || missing="$missing npm"
         if [ -n "$missing" ]; then
             log "apt-get install:$missing"
             export DEBIAN_FRONTEND=noninteractive
@@ -325,6 +329,18 @@ if [ "$NO_MODULE" = 1 ]; then
     export MSM_REQUIRE_MODULE=0
 else
     export MSM_REQUIRE_MODULE=1   # t/lib/MsmTest.pm: mod_msm tests must not skip
+fi
+# t/80_browser.t: playwright-core (t/browser/package-lock.json) from the npm registry;
+# npm's cache lives in the test user's home, so that later runs need no download
+if [ -f t/browser/package-lock.json ]; then
+    log "npm ci in t/browser"
+    npm_cache=${MSM_NPM_CACHE:-$BUILD/.home/.npm}
+    if [ -n "$RUN_USER" ] && [ -z "${MSM_NPM_CACHE:-}" ]; then
+        npm_cache=$(getent passwd "$RUN_USER" | cut -d: -f6)/.npm
+    fi
+    as_user timeout 600 npm ci --prefix t/browser --prefer-offline --cache "$npm_cache" \
+        --no-audit --no-fund > "$LOGS/npm-ci.log" 2>&1 \
+        || warn "npm ci in t/browser failed (t/80_browser.t will fail), see $LOGS/npm-ci.log"
 fi
 log "Apache::Test: configure"
 { as_user perl t/TEST.PL "${TEST_PL_ARGS[@]}" \

@@ -213,6 +213,11 @@ msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
     apr_atomic_inc64(&sh->ops);
     count_latency(sh, took);
     if (!msm_mc_node_failed(rv)) {
+        /* An operation that began before the node was marked dead says
+         * nothing about it now. */
+        if ((apr_uint64_t)(now - took) < apr_atomic_read64(&sh->since)) {
+            return MSM_NODE_UNCHANGED;
+        }
         if (apr_atomic_cas32(&sh->dead, 0, 1) == 1) {
             apr_atomic_set64(&sh->since, (apr_uint64_t)now);
             return MSM_NODE_CAME_UP;
@@ -274,20 +279,6 @@ msm_node_t *msm_nodes_pick_new(msm_nodes_t *nodes, unsigned int spread,
     for (i = 0; i < nodes->count; i++) {
         msm_node_t *n = &nodes->node[(spread + (unsigned int)i)
                                      % (unsigned int)nodes->count];
-        if (msm_node_usable(n, nodes->retry, now) != MSM_NODE_SKIP) {
-            return n;
-        }
-    }
-    return NULL;
-}
-
-msm_node_t *msm_nodes_pick_backup(msm_nodes_t *nodes,
-                                  const msm_node_t *primary, apr_time_t now)
-{
-    int i;
-
-    for (i = 1; i < nodes->count; i++) {
-        msm_node_t *n = &nodes->node[(primary->index + i) % nodes->count];
         if (msm_node_usable(n, nodes->retry, now) != MSM_NODE_SKIP) {
             return n;
         }

@@ -101,15 +101,12 @@ msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
 msm_node_t *msm_nodes_pick_new(msm_nodes_t *nodes, unsigned int spread,
                                apr_time_t now);
 
-/* The backup node of primary: the next usable node after it in MsmNodes
- * order, wrapping, never primary itself; NULL when there is none. */
-msm_node_t *msm_nodes_pick_backup(msm_nodes_t *nodes,
-                                  const msm_node_t *primary, apr_time_t now);
-
-/* Where a backup copy of a session on node "from" may be: every node after
- * it in order, wrapping (all nodes when from is NULL: a node id no longer
- * configured). Call with *pos = 0 first; returns NULL at the end. Nodes
- * that are dead (and not due for a probe) are skipped. */
+/* Where a backup copy of a session on node "from" goes, and is looked for:
+ * every node after it in MsmNodes order, wrapping, never "from" itself
+ * (all nodes when from is NULL: a node id no longer configured). Call with
+ * *pos = 0 first; returns NULL at the end. Nodes that are dead (and not
+ * due for a probe) are skipped. A backup is written to the first of these
+ * that does not fail. */
 msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
                                             const msm_node_t *from, int *pos,
                                             apr_time_t now);

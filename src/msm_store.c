@@ -9,7 +9,6 @@ typedef enum {
     LATER_DELETE,               /* delete a key on one node */
     LATER_BACKUP_DELETE,        /* delete a session's backup */
     LATER_REFRESH,              /* re-write primary (cas) and backup */
-    LATER_PRIMARY_SET,          /* sticky: the primary write itself */
     LATER_KEEPALIVE             /* sticky: touch primary and backup */
 } later_kind_e;
 
@@ -48,6 +47,7 @@ void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
     ctx->log = log;
     ctx->log_baton = baton;
     ctx->later = apr_array_make(p, 4, sizeof(msm_later_t));
+    ctx->failed = apr_array_make(p, 2, sizeof(msm_node_t *));
 }
 
 void msm_store_node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
@@ -56,6 +56,9 @@ void msm_store_node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     apr_time_t now = apr_time_now();
     long retry = (long)apr_time_sec(c->nodes->retry);
 
+    if (msm_mc_node_failed(rv)) {
+        APR_ARRAY_PUSH(ctx->failed, msm_node_t *) = n;
+    }
     switch (msm_node_report(n, rv, c->nodes->retry, now - started, now)) {
     case MSM_NODE_WENT_DOWN:
         store_log(ctx, MSM_LOG_WARNING, rv, "MSM00101: memcached node %s "
@@ -78,6 +81,57 @@ void msm_store_node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         }
         break;
     }
+}
+
+/* ---- which nodes this request may use ---- */
+
+/* A node that failed during this request is not tried again in it, even
+ * when its retry falls due meanwhile (one request would otherwise pay the
+ * timeout of a hanging node several times). */
+static int failed_here(const msm_store_ctx_t *ctx, const msm_node_t *n)
+{
+    int i;
+
+    for (i = 0; i < ctx->failed->nelts; i++) {
+        if (APR_ARRAY_IDX(ctx->failed, i, msm_node_t *) == n) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int usable(const msm_store_conf_t *c, const msm_store_ctx_t *ctx,
+                  msm_node_t *n)
+{
+    return n && !failed_here(ctx, n)
+        && msm_node_usable(n, c->nodes->retry, apr_time_now())
+           != MSM_NODE_SKIP;
+}
+
+/* A node for a new or moved session (see msm_nodes_pick_new). */
+static msm_node_t *pick_new(const msm_store_conf_t *c,
+                            const msm_store_ctx_t *ctx, unsigned int spread)
+{
+    msm_node_t *n = msm_nodes_pick_new(c->nodes, spread, apr_time_now());
+
+    return n && !failed_here(ctx, n) ? n : NULL;
+}
+
+/* The next node after "from" that may hold its backup (all nodes when from
+ * is NULL); NULL at the end. */
+static msm_node_t *next_backup(const msm_store_conf_t *c,
+                               const msm_store_ctx_t *ctx,
+                               const msm_node_t *from, int *pos)
+{
+    msm_node_t *n;
+
+    while ((n = msm_nodes_next_backup_candidate(c->nodes, from, pos,
+                                                apr_time_now())) != NULL) {
+        if (!failed_here(ctx, n)) {
+            return n;
+        }
+    }
+    return NULL;
 }
 
 /* ---- one operation on one node, with its outcome reported ---- */
@@ -181,26 +235,40 @@ static void later_delete(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     later_add(c, ctx, &op);
 }
 
-static void run_backup_set(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                           const msm_later_t *op)
-{
-    msm_node_t *b = msm_nodes_pick_backup(c->nodes, op->node, apr_time_now());
+typedef apr_status_t backup_fn(const msm_store_conf_t *c,
+                               msm_store_ctx_t *ctx, msm_node_t *n,
+                               const msm_later_t *op);
 
-    if (b) {
-        node_store(c, ctx, b, MSM_MC_SET,
-                   key_of(c, ctx, MSM_NS_BACKUP, &op->id), op->value,
-                   op->len, backup_exptime(c), 0);
+/* Runs fn on the backup node of op->node: the first node after it, in
+ * MsmNodes order, that is usable and does not fail (where a read looks
+ * first). */
+static void on_backup_node(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                           const msm_later_t *op, backup_fn *fn)
+{
+    msm_node_t *n;
+    int pos = 0;
+
+    while ((n = next_backup(c, ctx, op->node, &pos)) != NULL) {
+        if (!msm_mc_node_failed(fn(c, ctx, n, op))) {
+            return;
+        }
     }
 }
 
-static void run_backup_delete(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                              const msm_later_t *op)
+static apr_status_t backup_set(const msm_store_conf_t *c,
+                               msm_store_ctx_t *ctx, msm_node_t *n,
+                               const msm_later_t *op)
 {
-    msm_node_t *b = msm_nodes_pick_backup(c->nodes, op->node, apr_time_now());
+    return node_store(c, ctx, n, MSM_MC_SET,
+                      key_of(c, ctx, MSM_NS_BACKUP, &op->id), op->value,
+                      op->len, backup_exptime(c), 0);
+}
 
-    if (b) {
-        node_delete(c, ctx, b, key_of(c, ctx, MSM_NS_BACKUP, &op->id));
-    }
+static apr_status_t backup_delete(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_node_t *n,
+                                  const msm_later_t *op)
+{
+    return node_delete(c, ctx, n, key_of(c, ctx, MSM_NS_BACKUP, &op->id));
 }
 
 /* A session only read keeps its primary alive through gats, but not its
@@ -219,40 +287,45 @@ static void run_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                     key_of(c, ctx, MSM_NS_SESSION, &op->id), op->value,
                     op->len, c->idle, op->cas);
     if (rv == APR_SUCCESS) {
-        run_backup_set(c, ctx, op);
+        on_backup_node(c, ctx, op, backup_set);
     }
 }
 
 /* touch, and set where the key is gone (eviction, restarted node). */
-static void touch_or_set(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                         msm_node_t *n, const char *key,
-                         const msm_later_t *op, apr_uint32_t exptime)
+static apr_status_t touch_or_set(const msm_store_conf_t *c,
+                                 msm_store_ctx_t *ctx, msm_node_t *n,
+                                 const char *key, const msm_later_t *op,
+                                 apr_uint32_t exptime)
 {
     apr_time_t t0 = apr_time_now();
     apr_status_t rv = msm_mc_touch(n->mc, key, exptime);
 
     msm_store_node_done(c, ctx, n, rv, t0);
     if (rv == APR_NOTFOUND) {
-        node_store(c, ctx, n, MSM_MC_SET, key, op->value, op->len, exptime,
-                   0);
+        rv = node_store(c, ctx, n, MSM_MC_SET, key, op->value, op->len,
+                        exptime, 0);
     }
+    return rv;
+}
+
+static apr_status_t backup_keepalive(const msm_store_conf_t *c,
+                                     msm_store_ctx_t *ctx, msm_node_t *n,
+                                     const msm_later_t *op)
+{
+    return touch_or_set(c, ctx, n, key_of(c, ctx, MSM_NS_BACKUP, &op->id),
+                        op, backup_exptime(c));
 }
 
 static void run_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                           const msm_later_t *op)
 {
-    msm_node_t *b;
-
-    if (ctx->wrote || msm_node_usable(op->node, c->nodes->retry,
-                                      apr_time_now()) == MSM_NODE_SKIP) {
+    if (ctx->wrote || !usable(c, ctx, op->node)) {
         return;
     }
     touch_or_set(c, ctx, op->node, key_of(c, ctx, MSM_NS_SESSION, &op->id),
                  op, c->idle);
-    if (backup_on(c)
-        && (b = msm_nodes_pick_backup(c->nodes, op->node, apr_time_now()))) {
-        touch_or_set(c, ctx, b, key_of(c, ctx, MSM_NS_BACKUP, &op->id), op,
-                     backup_exptime(c));
+    if (backup_on(c)) {
+        on_backup_node(c, ctx, op, backup_keepalive);
     }
 }
 
@@ -261,24 +334,18 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 {
     switch (op->kind) {
     case LATER_BACKUP_SET:
-        run_backup_set(c, ctx, op);
+        on_backup_node(c, ctx, op, backup_set);
         break;
     case LATER_DELETE:
-        if (msm_node_usable(op->node, c->nodes->retry, apr_time_now())
-            != MSM_NODE_SKIP) {
+        if (usable(c, ctx, op->node)) {
             node_delete(c, ctx, op->node, op->key);
         }
         break;
     case LATER_BACKUP_DELETE:
-        run_backup_delete(c, ctx, op);
+        on_backup_node(c, ctx, op, backup_delete);
         break;
     case LATER_REFRESH:
         run_refresh(c, ctx, op);
-        break;
-    case LATER_PRIMARY_SET:
-        node_store(c, ctx, op->node, MSM_MC_SET,
-                   key_of(c, ctx, MSM_NS_SESSION, &op->id), op->value,
-                   op->len, c->idle, 0);
         break;
     case LATER_KEEPALIVE:
         run_keepalive(c, ctx, op);
@@ -349,8 +416,7 @@ static msm_node_t *find_backup(const msm_store_conf_t *c,
     msm_node_t *n;
     int pos = 0;
 
-    while ((n = msm_nodes_next_backup_candidate(c->nodes, s->node, &pos,
-                                                apr_time_now())) != NULL) {
+    while ((n = next_backup(c, ctx, s->node, &pos)) != NULL) {
         msm_mc_item_t item;
         apr_status_t rv = node_get(c, ctx, n, key, 0, &item);
 
@@ -360,7 +426,7 @@ static msm_node_t *find_backup(const msm_store_conf_t *c,
             take_item(s, &item);
             return n;
         }
-        *failed |= msm_mc_node_failed(rv);
+        *failed |= rv != APR_NOTFOUND;
     }
     return NULL;
 }
@@ -369,12 +435,12 @@ static msm_node_t *find_backup(const msm_store_conf_t *c,
  * again, on its own node when that is alive but lost it (restart,
  * eviction), else on a live node with a new node id in its cookie. */
 static void relocate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                     msm_session_t *s, msm_node_t *holder, int primary_alive)
+                     msm_session_t *s, msm_node_t *holder, int primary_missed)
 {
     msm_node_t *old = s->node;
     msm_session_t moved = *s;
-    msm_node_t *target = primary_alive ? old
-        : msm_nodes_pick_new(c->nodes, msm_id_spread(&s->id), apr_time_now());
+    msm_node_t *target = primary_missed ? old
+        : pick_new(c, ctx, msm_id_spread(&s->id));
 
     if (target == NULL) {
         return;                 /* served from the backup, left where it is */
@@ -407,13 +473,12 @@ static void relocate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_session_t *s)
 {
-    int primary_alive = 0, failed = 0;
+    int primary_missed = 0, failed = 0;
     msm_node_t *holder;
 
     s->node = msm_nodes_find(c->nodes, s->id.node);
     s->value = NULL;
-    if (s->node && msm_node_usable(s->node, c->nodes->retry, apr_time_now())
-                   != MSM_NODE_SKIP) {
+    if (usable(c, ctx, s->node)) {
         msm_mc_item_t item;
         apr_status_t rv = node_get(c, ctx, s->node,
                                    key_of(c, ctx, MSM_NS_SESSION, &s->id), 1,
@@ -424,8 +489,10 @@ apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
             maybe_refresh(c, ctx, s);
             return APR_SUCCESS;
         }
-        primary_alive = !msm_mc_node_failed(rv);
-        failed = !primary_alive;
+        /* Only a miss says the session is not there: an error reply
+         * (SERVER_ERROR out of memory) says nothing. */
+        primary_missed = rv == APR_NOTFOUND;
+        failed = !primary_missed;
     }
     else if (s->node) {
         failed = 1;
@@ -436,7 +503,7 @@ apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         return failed ? APR_EGENERAL : APR_NOTFOUND;
     }
     MSM_STAT_INC(c->stats, load_hit);
-    relocate(c, ctx, s, holder, primary_alive);
+    relocate(c, ctx, s, holder, primary_missed);
     return APR_SUCCESS;
 }
 
@@ -464,25 +531,13 @@ static apr_status_t refuse_too_large(const msm_store_conf_t *c,
     return MSM_MC_ETOOBIG;
 }
 
-static int node_in(msm_node_t *const *list, int n, const msm_node_t *node)
-{
-    while (n-- > 0) {
-        if (list[n] == node) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Writes a brand-new id with add, so that it can never overwrite another
  * session's key; tries the next node when one fails, each node once. */
 static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                              msm_session_t *s, const char *value,
                              apr_size_t len)
 {
-    msm_node_t **failed = apr_palloc(ctx->pool, sizeof(msm_node_t *)
-                                     * (apr_size_t)c->nodes->count);
-    int nfailed = 0, attempt;
+    int attempt;
     apr_status_t rv = APR_EGENERAL;
 
     /* count + 2: a node may fail each time, and two add collisions of a
@@ -494,8 +549,8 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         if ((rv = msm_id_generate(&id)) != APR_SUCCESS) {
             return rv;
         }
-        n = msm_nodes_pick_new(c->nodes, msm_id_spread(&id), apr_time_now());
-        if (n == NULL || node_in(failed, nfailed, n)) {
+        n = pick_new(c, ctx, msm_id_spread(&id));
+        if (n == NULL) {
             log_unavailable(c, ctx);
             return APR_EGENERAL;
         }
@@ -516,9 +571,6 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         if (rv == MSM_MC_ETOOBIG) {
             return refuse_too_large(c, ctx, s, len);
         }
-        if (msm_mc_node_failed(rv)) {
-            failed[nfailed++] = n;
-        }
     }
     return rv;
 }
@@ -530,8 +582,7 @@ static apr_status_t save_moved(const msm_store_conf_t *c,
 {
     msm_node_t *old = s->node;
     msm_id_t id = s->id;
-    msm_node_t *n = msm_nodes_pick_new(c->nodes, msm_id_spread(&s->id),
-                                       apr_time_now());
+    msm_node_t *n = pick_new(c, ctx, msm_id_spread(&s->id));
     apr_status_t rv;
 
     if (n == NULL || n == old) {
@@ -560,21 +611,7 @@ apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 {
     apr_status_t rv;
 
-    if (s->has_id && s->node && c->primary_async
-        && msm_node_is_live(s->node)) {
-        msm_later_t op = later_make(LATER_PRIMARY_SET, s->node, &s->id, value,
-                                    len);
-
-        if (len > c->nodes->max_value) {
-            return refuse_too_large(c, ctx, s, len);
-        }
-        /* Always after the response, whatever MsmBackupAsync says. */
-        *(msm_later_t *)apr_array_push(ctx->later) = op;
-        rv = APR_SUCCESS;
-    }
-    else if (s->has_id && s->node
-        && msm_node_usable(s->node, c->nodes->retry, apr_time_now())
-           != MSM_NODE_SKIP) {
+    if (s->has_id && usable(c, ctx, s->node)) {
         rv = node_store(c, ctx, s->node, MSM_MC_SET,
                         key_of(c, ctx, MSM_NS_SESSION, &s->id), value, len,
                         c->idle, 0);
@@ -609,8 +646,7 @@ apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     apr_status_t rv = APR_SUCCESS;
 
     if (s->has_id && s->node) {
-        if (msm_node_usable(s->node, c->nodes->retry, apr_time_now())
-            != MSM_NODE_SKIP) {
+        if (usable(c, ctx, s->node)) {
             rv = node_delete(c, ctx, s->node,
                              key_of(c, ctx, MSM_NS_SESSION, &s->id));
         }
@@ -643,8 +679,7 @@ apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
     }
     if (old.has_id && old.node) {
         /* At once, not later: the old id may be known to an attacker. */
-        if (msm_node_usable(old.node, c->nodes->retry, apr_time_now())
-            != MSM_NODE_SKIP) {
+        if (usable(c, ctx, old.node)) {
             node_delete(c, ctx, old.node,
                         key_of(c, ctx, MSM_NS_SESSION, &old.id));
         }

@@ -30,8 +30,6 @@ typedef struct msm_store_conf {
     apr_uint32_t idle;          /* MsmIdleTimeout, seconds */
     int backup;                 /* backup copies on (needs 2+ nodes) */
     int backup_async;           /* write them after the response */
-    int primary_async;          /* sticky mode: write the primary after the
-                                 * response too (the local tier has it) */
     msm_stats_t *stats;         /* may be NULL */
 } msm_store_conf_t;
 
@@ -41,6 +39,7 @@ typedef struct msm_store_ctx {
     msm_log_fn *log;
     void *log_baton;
     apr_array_header_t *later;  /* deferred operations (msm_later_t) */
+    apr_array_header_t *failed; /* nodes that failed in this request */
     int wrote;                  /* the session was saved or removed */
 } msm_store_ctx_t;
 

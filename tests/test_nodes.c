@@ -312,7 +312,12 @@ static void test_report(apr_pool_t *p)
     CHECK_INT_EQ(sh->retry_at, t + 3 + RETRY);
     CHECK_INT_EQ(sh->ops, 9);
     /* an answer that is not a failure: back, once */
-    CHECK_INT_EQ(msm_node_report(n, APR_NOTFOUND, RETRY, 50, t + 4),
+    /* a success of an operation that began before the node went down
+     * (another child's, in flight): says nothing about it now */
+    CHECK_INT_EQ(msm_node_report(n, APR_SUCCESS, RETRY, 10, t + 3),
+                 MSM_NODE_UNCHANGED);
+    CHECK(!msm_node_is_live(n));
+    CHECK_INT_EQ(msm_node_report(n, APR_NOTFOUND, RETRY, 0, t + 4),
                  MSM_NODE_CAME_UP);
     CHECK(msm_node_is_live(n));
     CHECK_INT_EQ(sh->since, t + 4);
@@ -321,14 +326,14 @@ static void test_report(apr_pool_t *p)
     CHECK_INT_EQ(msm_node_report(n, MSM_MC_EREPLY, RETRY, 50, t + 6),
                  MSM_NODE_UNCHANGED);
     CHECK(msm_node_is_live(n));
-    CHECK_INT_EQ(msm_node_report(n, APR_EOF, RETRY, 50, t + 7),
+    CHECK_INT_EQ(msm_node_report(n, APR_EOF, RETRY, 0, t + 7),
                  MSM_NODE_WENT_DOWN);
     CHECK_INT_EQ(msm_node_report(n, APR_TIMEUP, RETRY, 50, t + 8),
                  MSM_NODE_STILL_DOWN);
     CHECK_INT_EQ(sh->timeouts, 2);
     CHECK_INT_EQ(sh->errors, 5);
-    CHECK_INT_EQ(sh->ops, 14);
-    CHECK_INT_EQ(msm_node_report(n, APR_SUCCESS, RETRY, 50, t + 9),
+    CHECK_INT_EQ(sh->ops, 15);
+    CHECK_INT_EQ(msm_node_report(n, APR_SUCCESS, RETRY, 0, t + 9),
                  MSM_NODE_CAME_UP);
 
     /* latency buckets */
@@ -565,6 +570,15 @@ static void test_pick_new(apr_pool_t *p)
     CHECK_INT_EQ(nulls, 0);
 }
 
+/* The backup node of primary: where a backup write goes first. */
+static msm_node_t *first_backup(msm_nodes_t *nodes, const msm_node_t *primary,
+                                apr_time_t now)
+{
+    int pos = 0;
+
+    return msm_nodes_next_backup_candidate(nodes, primary, &pos, now);
+}
+
 static void test_pick_backup(apr_pool_t *p)
 {
     msm_nodes_t *nodes = make_nodes(p, "a:h:1 b:h:2 c:h:3 d:h:4", NULL);
@@ -573,35 +587,35 @@ static void test_pick_backup(apr_pool_t *p)
     apr_time_t t = apr_time_from_sec(5000000);
     int i, never_self = 1;
 
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t) == &n[1]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[1], t) == &n[2]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[2], t) == &n[3]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[3], t) == &n[0]);   /* wraps */
-    CHECK(msm_nodes_pick_backup(single, &single->node[0], t) == NULL);
+    CHECK(first_backup(nodes, &n[0], t) == &n[1]);
+    CHECK(first_backup(nodes, &n[1], t) == &n[2]);
+    CHECK(first_backup(nodes, &n[2], t) == &n[3]);
+    CHECK(first_backup(nodes, &n[3], t) == &n[0]);   /* wraps */
+    CHECK(first_backup(single, &single->node[0], t) == NULL);
 
     kill_node(&n[1], t);
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t) == &n[2]);
+    CHECK(first_backup(nodes, &n[0], t) == &n[2]);
     kill_node(&n[2], t);
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t) == &n[3]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[3], t) == &n[0]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[2], t) == &n[3]);   /* dead prim. */
+    CHECK(first_backup(nodes, &n[0], t) == &n[3]);
+    CHECK(first_backup(nodes, &n[3], t) == &n[0]);
+    CHECK(first_backup(nodes, &n[2], t) == &n[3]);   /* dead prim. */
     kill_node(&n[3], t);
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t) == NULL);    /* not itself */
-    CHECK(msm_nodes_pick_backup(nodes, &n[1], t) == &n[0]);
+    CHECK(first_backup(nodes, &n[0], t) == NULL);    /* not itself */
+    CHECK(first_backup(nodes, &n[1], t) == &n[0]);
     /* a dead node whose retry is due may be tried (a probe), once */
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t + RETRY) == &n[1]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t + RETRY) == &n[2]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t + RETRY) == &n[3]);
-    CHECK(msm_nodes_pick_backup(nodes, &n[0], t + RETRY) == NULL);
+    CHECK(first_backup(nodes, &n[0], t + RETRY) == &n[1]);
+    CHECK(first_backup(nodes, &n[0], t + RETRY) == &n[2]);
+    CHECK(first_backup(nodes, &n[0], t + RETRY) == &n[3]);
+    CHECK(first_backup(nodes, &n[0], t + RETRY) == NULL);
     /* whatever is dead, never the primary */
     for (i = 0; i < 4; i++) {
-        msm_node_t *b = msm_nodes_pick_backup(nodes, &n[i], t + 3 * RETRY);
+        msm_node_t *b = first_backup(nodes, &n[i], t + 3 * RETRY);
         never_self &= b != &n[i];
     }
     CHECK(never_self);
     /* a primary that is dead itself still has a backup */
-    msm_node_report(&n[3], APR_SUCCESS, RETRY, 1, t);
-    CHECK(msm_nodes_pick_backup(nodes, &n[1], t + 3 * RETRY + 1) == &n[3]);
+    msm_node_report(&n[3], APR_SUCCESS, RETRY, 0, t + 3 * RETRY);
+    CHECK(first_backup(nodes, &n[1], t + 3 * RETRY + 1) == &n[3]);
 }
 
 static void test_backup_candidates(apr_pool_t *p)

@@ -875,18 +875,6 @@ static void test_keepalive(void)
     msm_store_run_later(&f.c, &f.ctx);
     CHECK_STR_EQ(raw_get(port_of(s.node), key_of(MSM_NS_SESSION, &s.id),
                          NULL), "kept");
-    /* primary_async: the primary write waits for run_later */
-    fx_request(&f);
-    f.c.primary_async = 1;
-    CHECK_STATUS(msm_store_save(&f.c, &f.ctx, &s, "later", 5), APR_SUCCESS);
-    CHECK_STR_EQ(raw_get(port_of(s.node), key_of(MSM_NS_SESSION, &s.id),
-                         NULL), "kept");
-    msm_store_run_later(&f.c, &f.ctx);
-    CHECK_STR_EQ(raw_get(port_of(s.node), key_of(MSM_NS_SESSION, &s.id),
-                         NULL), "later");
-    CHECK_STR_EQ(raw_get(port_of(other), key_of(MSM_NS_BACKUP, &s.id), NULL),
-                 "later");
-    f.c.primary_async = 0;
 }
 
 static void test_all_dead(void)
@@ -993,13 +981,6 @@ static void test_too_large(void)
                      APR_SUCCESS);
         CHECK_INT_EQ(item.len, MAXV);
     }
-    /* primary_async refuses it as well */
-    fx_request(&f);
-    f.c.primary_async = 1;
-    CHECK_STATUS(msm_store_save(&f.c, &f.ctx, &l, big, MAXV + 1),
-                 MSM_MC_ETOOBIG);
-    CHECK_INT_EQ(f.ctx.later->nelts, 0);
-    CHECK_INT_EQ(log_count(&f.log, "MSM00106"), 3);
     free(big);
 }
 

@@ -1,0 +1,168 @@
+# Every memcached node down (issue 4): requests still answer 200 (never 500)
+# within the timeout bound (each node tried at most once: <= 3 x 500 ms + 300 ms,
+# much less once the nodes are known dead), with an empty session; MSM00105 is
+# logged once per MsmNodeRetry interval, not per request; a well-formed cookie
+# naming an unknown node id does not loop; when the nodes come back, new
+# sessions work again. Both with stopped (connection refused) and with hanging
+# (SIGSTOP: every operation runs into MsmOperationTimeout) nodes.
+use strict;
+use warnings;
+
+use Apache::Test qw(-withtestmore);
+use MsmTest;
+use Time::HiRes qw(time sleep);
+
+plan tests => 29, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+
+my @ORDER = qw(n1 n2 n3);
+my %PORT  = (n1 => 21301, n2 => 21302, n3 => 21303);
+my %NEXT  = (n1 => 'n2', n2 => 'n3', n3 => 'n1');
+my $ID    = qr/^([0-9a-f]{32})-(n[123])$/;
+my $OP_TIMEOUT = 0.5;                            # MsmOperationTimeout 500
+my $RETRY      = 1;                              # MsmNodeRetry 1
+my $BOUND      = 3 * $OP_TIMEOUT + 0.3;          # each node tried at most once
+
+my %mc = map { $_ => MsmTest::memcached(port => $PORT{$_}) } @ORDER;
+ok(MsmTest::wait_nodes_live(\@ORDER), 'mod_msm sees n1-n3 live');
+
+sub has_key { my ($node, $key) = @_; return defined $mc{$node}->ttl($key) }
+
+sub new_session {
+    my $val = shift;
+    my $c = MsmTest::client();
+    my $r = $c->get("/msm/app.cgi?op=set&k=data&v=$val");
+    my ($hex, $node) = ($r->cookie('MSMSESSION') // '') =~ $ID;
+    return $r->status == 200 && $node ? { c => $c, sid => "$hex-$node", node => $node, val => $val } : undef;
+}
+
+# Runs requests for $secs seconds and at least 8 requests (bounded: 400 requests,
+# 10 s; with hanging nodes and MsmNodeRetry 1 s most requests probe), cycling through: a read of a session, a write of a session, a write by a
+# new client, a read with a well-formed cookie of an unknown node id. Returns a summary.
+sub all_down_run {
+    my ($secs, @sessions) = @_;
+    my %st = (n => 0, non200 => 0, cookie_set => 0, not_empty => 0, max => 0, unknown_max => 0,
+              unknown_n => 0, slow => 0, problems => []);
+    my $unknown = MsmTest::client();
+    $unknown->cookie(MSMSESSION => MsmTest::random_hex() . '-zz9');
+    my $t0 = time;
+    my $i = 0;
+    while ((time - $t0 < $secs || $i < 8) && $i < 400 && time - $t0 < 10) {
+        my $kind = $i++ % 4;
+        my ($c, $path);
+        my $s = $sessions[$i % @sessions];
+        if    ($kind == 0) { ($c, $path) = ($s->{c}, '/msm/app.cgi?op=read') }
+        elsif ($kind == 1) { ($c, $path) = ($s->{c}, "/msm/app.cgi?op=set&k=data&v=down$i") }
+        elsif ($kind == 2) { ($c, $path) = (MsmTest::client(), "/msm/app.cgi?op=set&k=data&v=new$i") }
+        else               { ($c, $path) = ($unknown, '/msm/app.cgi?op=read') }
+        my $r = $c->get($path, no_store => 1);
+        $st{n}++;
+        $st{max} = $r->elapsed if $r->elapsed > $st{max};
+        $st{slow}++ if $r->elapsed >= 0.2;
+        if ($kind == 3) {
+            $st{unknown_n}++;
+            $st{unknown_max} = $r->elapsed if $r->elapsed > $st{unknown_max};
+        }
+        if ($r->status != 200) {
+            $st{non200}++;
+            push @{ $st{problems} }, "$path: status " . $r->status;
+        }
+        # the session as the application received it: empty
+        if (!ref $r->field('session_in') || %{ $r->field('session_in') }) {
+            $st{not_empty}++;
+            push @{ $st{problems} }, "$path: session_in " . ($r->field('raw') // 'not JSON');
+        }
+        # no session could be stored, so no cookie names one
+        if (grep { /^MSMSESSION=[0-9a-f]{32}-/ } $r->set_cookies) {
+            $st{cookie_set}++;
+            push @{ $st{problems} }, "$path: Set-Cookie " . join(' | ', $r->set_cookies);
+        }
+    }
+    $st{secs} = time - $t0;
+    return \%st;
+}
+
+my @S = grep { $_ } map { new_session("pre$_") } 1 .. 4;
+is(scalar @S, 4, '4 sessions created while the nodes are up');
+ok(MsmTest::wait_until(sub { !grep { !has_key($NEXT{ $_->{node} }, "bak:t:$_->{sid}") } @S }, timeout => 5),
+   'their backups are written');
+
+# ------------------------------------------------ all nodes stopped (connection refused)
+my $mark = MsmTest::log_mark();
+$_->stop for values %mc;
+ok(!grep({ MsmTest::port_open($PORT{$_}) } @ORDER), 'n1-n3 stopped');
+my $st = all_down_run(3.2, @S);
+my $log = MsmTest::log_since($mark);
+diag(sprintf 'all stopped: %d requests in %.1f s, worst %.1f ms, %d >= 200 ms; unknown node id: %d '
+     . 'requests, worst %.1f ms', $st->{n}, $st->{secs}, $st->{max} * 1000, $st->{slow},
+     $st->{unknown_n}, $st->{unknown_max} * 1000);
+cmp_ok($st->{n}, '>=', 20, "all stopped: $st->{n} requests sent");
+is($st->{non200}, 0, 'all stopped: every request answered 200 (no 500)') or diag(join "\n", @{ $st->{problems} });
+is($st->{not_empty}, 0, 'all stopped: the application saw an empty session every time');
+is($st->{cookie_set}, 0, 'all stopped: no cookie naming a session was sent');
+cmp_ok($st->{max}, '<=', $BOUND, sprintf 'all stopped: worst latency %.0f ms <= 3 x 500 ms + 300 ms', $st->{max} * 1000);
+ok($st->{unknown_n} >= 5 && $st->{unknown_max} <= $BOUND,
+   sprintf 'all stopped: a cookie of an unknown node id (-zz9) answers, no loop (%d requests, worst %.0f ms)',
+   $st->{unknown_n}, $st->{unknown_max} * 1000);
+my $n105 = () = $log =~ /MSM00105/g;
+my $max105 = int($st->{secs} / $RETRY) + 2;
+diag("all stopped: MSM00105 logged $n105 times in " . sprintf('%.1f', $st->{secs}) . " s for $st->{n} requests");
+ok($n105 >= 2 && $n105 <= $max105,
+   "all stopped: MSM00105 logged once per retry interval ($n105 in " . sprintf('%.1f', $st->{secs})
+   . " s: 2..$max105), not per request ($st->{n})");
+my $n101 = () = $log =~ /MSM00101/g;
+my $n102 = () = $log =~ /MSM00102/g;
+is($n101, 3, 'all stopped: MSM00101 once per node');
+cmp_ok($n102, '<=', 3 * $max105, "all stopped: MSM00102 at most once per node and retry interval ($n102)");
+
+# ------------------------------------------------ nodes back: new sessions work again
+$mark = MsmTest::log_mark();
+$mc{$_}->restart for @ORDER;
+my $back;
+my $t_back = time;
+MsmTest::wait_until(sub { $back = new_session('back-' . MsmTest::random_hex()) }, timeout => 10, interval => 0.2);
+ok($back, sprintf 'nodes restarted: a new session is created again (after %.1f s)', time - $t_back);
+SKIP: {
+    skip 'no session', 2 unless $back;
+    ok(has_key($back->{node}, "t:$back->{sid}"), "it is stored on its node $back->{node}");
+    my $r = $back->{c}->get('/msm/app.cgi?op=read');
+    is(($r->session // {})->{data}, $back->{val}, 'and reads back');
+}
+like(MsmTest::log_since($mark), qr/MSM00103: memcached node n[123] /, 'MSM00103 (node back) logged');
+ok(MsmTest::wait_nodes_live(\@ORDER), 'all three nodes live again');
+
+# ------------------------------------------------ all nodes hanging (SIGSTOP)
+my @H = grep { $_ } map { new_session("hang$_") } 1 .. 4;
+ok(@H == 4 && MsmTest::wait_until(sub { !grep { !has_key($NEXT{ $_->{node} }, "bak:t:$_->{sid}") } @H },
+                                  timeout => 5),
+   '4 new sessions with their backups');
+$mark = MsmTest::log_mark();
+$_->sigstop->wait_stopped for values %mc;
+# the first request tries every node once: its primary, then the backups on the others
+my $r = $H[0]{c}->get('/msm/app.cgi?op=read', no_store => 1);
+diag(sprintf 'all hanging: first request %.0f ms', $r->elapsed * 1000);
+is($r->status, 200, 'all hanging: the first request answers 200');
+cmp_ok($r->elapsed, '<=', $BOUND, sprintf 'all hanging: first request %.0f ms <= 3 x 500 ms + 300 ms',
+       $r->elapsed * 1000);
+cmp_ok($r->elapsed, '>=', 2 * $OP_TIMEOUT, 'all hanging: it did wait for the hanging nodes (sanity)');
+$st = all_down_run(3.2, @H);
+$log = MsmTest::log_since($mark);
+diag(sprintf 'all hanging: %d requests in %.1f s, worst %.1f ms, %d >= 200 ms (probes); unknown node id: '
+     . '%d requests, worst %.1f ms', $st->{n}, $st->{secs}, $st->{max} * 1000, $st->{slow},
+     $st->{unknown_n}, $st->{unknown_max} * 1000);
+is($st->{non200}, 0, 'all hanging: every request answered 200 (no 500)') or diag(join "\n", @{ $st->{problems} });
+ok($st->{not_empty} == 0 && $st->{cookie_set} == 0, 'all hanging: empty session, no session cookie')
+    or diag(join "\n", @{ $st->{problems} });
+cmp_ok($st->{max}, '<=', $BOUND, sprintf 'all hanging: worst latency %.0f ms <= 3 x 500 ms + 300 ms', $st->{max} * 1000);
+# dead nodes are skipped: only the request that probes pays; the others are fast
+cmp_ok($st->{slow}, '<=', 3 * (int($st->{secs} / $RETRY) + 1),
+       "all hanging: only probes are slow ($st->{slow} of $st->{n} requests >= 200 ms)");
+$n105 = () = $log =~ /MSM00105/g;
+$max105 = int(($st->{secs} + $r->elapsed) / $RETRY) + 2;
+ok($n105 >= 2 && $n105 <= $max105, "all hanging: MSM00105 logged once per retry interval ($n105, 2..$max105)");
+ok($st->{unknown_n} >= 1 && $st->{unknown_max} <= $BOUND,
+   sprintf 'all hanging: unknown node id cookie: no loop (%d requests, worst %.0f ms)',
+   $st->{unknown_n}, $st->{unknown_max} * 1000);
+
+# ------------------------------------------------ back
+$_->sigcont for values %mc;
+ok(MsmTest::wait_nodes_live(\@ORDER), 'SIGCONT: the nodes are live again');
