@@ -158,7 +158,9 @@ cmp_ok($st->{slow}, '<=', 3 * (int($st->{secs} / $RETRY) + 1),
        "all hanging: only probes are slow ($st->{slow} of $st->{n} requests >= 200 ms)");
 $n105 = () = $log =~ /MSM00105/g;
 $max105 = int(($st->{secs} + $r->elapsed) / $RETRY) + 2;
-ok($n105 >= 2 && $n105 <= $max105, "all hanging: MSM00105 logged once per retry interval ($n105, 2..$max105)");
+# hanging nodes make few requests reach a save (each probe waits out the
+# timeout), so only the upper bound is per retry interval here
+ok($n105 >= 1 && $n105 <= $max105, "all hanging: MSM00105 logged, at most once per retry interval ($n105, 1..$max105)");
 ok($st->{unknown_n} >= 1 && $st->{unknown_max} <= $BOUND,
    sprintf 'all hanging: unknown node id cookie: no loop (%d requests, worst %.0f ms)',
    $st->{unknown_n}, $st->{unknown_max} * 1000);
