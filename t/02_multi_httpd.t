@@ -17,10 +17,7 @@ MsmKeyPrefix t:
 MsmOperationTimeout 500
 MsmNodeRetry 1
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    @APP_SESSION@
 </Location>
 Header always set X-Backend "@PORT@"
 EOF

@@ -116,10 +116,7 @@ MsmOperationTimeout 500
 MsmNodeRetry 1
 MsmMaxSessionSize 2048
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    @APP_SESSION@
 </Location>
 EOF
 sub sz_keys { map { my $n = $_; map { "$n:$_" } grep { /^(?:bak:)?sz:/ } $mc{$n}->keys } sort keys %mc }

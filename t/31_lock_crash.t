@@ -23,10 +23,7 @@ MsmOperationTimeout 500
 MsmNodeRetry 1
 MsmLockExpire 2
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    @APP_SESSION@
     MsmLocking On
     MsmLockTimeout 4000
     MsmLockFail Error

@@ -28,10 +28,7 @@ MsmOperationTimeout 500
 MsmNodeRetry 1
 MsmLockExpire @EXPIRE@
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    @APP_SESSION@
     MsmLocking On
     MsmLockTimeout 5000
     MsmLockFail Error

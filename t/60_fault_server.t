@@ -62,10 +62,7 @@ MsmKeyPrefix t:
 MsmOperationTimeout $TIMEOUT_MS
 MsmNodeRetry 1
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    \@APP_SESSION\@
 </Location>
 EOF
 

@@ -69,16 +69,10 @@ ScriptAlias /big/ "$cgidir/"
     Require all granted
 </Directory>
 <Location /big/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    \@APP_SESSION\@
 </Location>
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    \@APP_SESSION\@
 </Location>
 EOF
 my $big   = MsmTest::httpd(port => 21392, name => 'big', conf => $conf);

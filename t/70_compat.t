@@ -161,16 +161,10 @@ MsmIdleTimeout $IDLE
 MsmLockExpire 5
 Alias /lock/ "\@T\@/htdocs/msm/"
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    \@APP_SESSION\@
 </Location>
 <Location /lock/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    \@APP_SESSION\@
     MsmLocking On
     MsmLockTimeout 3000
 </Location>

@@ -174,7 +174,7 @@ for my $n (sort keys %conf) {
     open my $fh, '>', $f or die "$f: $!";
     print $fh $conf{$n};
     close $fh;
-    my $t = `/usr/sbin/apache2 -t -f $f 2>&1`;
+    my $t = `@{[MsmTest::httpd_bin()]} -t -f $f 2>&1`;
     $syntax = 0, diag("apache2 -t $f: $t") unless $? == 0 && $t =~ /Syntax OK/;
 }
 ok($syntax, 'apache2 -t: the three rendered configs are valid');

@@ -55,10 +55,7 @@ MsmOperationTimeout 500
 MsmNodeRetry 1
 $mode
 <Location /msm/>
-    Session On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-    MsmCookieName MSMSESSION path=/ httponly
+    \@APP_SESSION\@
 </Location>
 <Location /msm-status>
     SetHandler msm-status

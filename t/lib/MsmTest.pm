@@ -22,7 +22,7 @@ package MsmTest;
 #   $h->kill_children $h->error_log $h->dir
 #   The config gets the Apache::Test server's LoadModule lines (mod_msm included when
 #   loaded there), Listen 127.0.0.1:PORT, DocumentRoot t/htdocs with the CGI app, then
-#   $text with @T@ @TOP@ @PORT@ @DIR@ replaced.
+#   $text with @T@ @TOP@ @PORT@ @DIR@ @APP_SESSION@ replaced.
 #
 # HTTP client: one client = one browser with its own cookie jar
 #   my $c = MsmTest::client([vhost => 'msm_vhost2' | base => $url, keep_alive => 1]);
@@ -64,6 +64,10 @@ for my $sig (qw(TERM INT HUP)) {
     $SIG{$sig} = sub { warn "MsmTest: caught SIG$sig, cleaning up\n"; exit 128 + 15 }
         if !defined $SIG{$sig} || $SIG{$sig} eq '' || $SIG{$sig} eq 'DEFAULT';
 }
+
+# the session directives of the app's locations, for extra httpd configs
+our $APP_SESSION = join "\n    ", 'Session On', 'SessionEnv On',
+    'SessionHeader X-Replace-Session', 'MsmCookieName MSMSESSION path=/ httponly';
 
 our $PORT_MIN = 21301;
 our $PORT_MAX = 21399;
@@ -718,8 +722,10 @@ KeepAlive On
 EOF
     }
     # in $conf: @T@ = the t/ dir, @TOP@ = the build tree, @PORT@ = this port,
-    # @DIR@ = this instance's dir
+    # @DIR@ = this instance's dir, @APP_SESSION@ = the session directives of
+    # the test app's locations (as /msm/ in t/conf/extra.conf.in)
     my $user = $o{conf} // '';
+    $user =~ s/\@APP_SESSION\@/$APP_SESSION/g;
     my $top = MsmTest::top_dir();
     $user =~ s/\@T\@/$t/g;
     $user =~ s/\@TOP\@/$top/g;
