@@ -295,6 +295,16 @@ else
         fi
         log "unit tests: $upass passed, $ufail failed"
 
+        # ---------------------------------------------------------- 4a. distcheck
+        log "make distcheck"
+        if as_user timeout 900 make distcheck > "$LOGS/distcheck.log" 2>&1; then
+            PASSED=$((PASSED + 1))
+        else
+            FAILED=$((FAILED + 1))
+            warn "make distcheck failed, see $LOGS/distcheck.log"
+            tail -n 30 "$LOGS/distcheck.log"
+        fi
+
         # ---------------------------------------------------------- 4b. fuzzing
         if [ "$FUZZ_SECS" -gt 0 ] && command -v clang >/dev/null; then
             log "fuzzing: fuzz/run.sh, ${FUZZ_SECS}s per target"
