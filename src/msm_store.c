@@ -464,7 +464,7 @@ static void relocate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                          key_of(c, ctx, MSM_NS_SESSION, &s->id));
         }
         MSM_STAT_INC(c->stats, relocated);
-        store_log(ctx, MSM_LOG_INFO, 0, "MSM00110: session %s-%s moved to "
+        store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00110: session %s-%s moved to "
                   "node %s", s->id.hex, s->id.node, target->id);
     }
     *s = moved;

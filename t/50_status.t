@@ -370,7 +370,7 @@ my ($victim, $t_kill, $down_since);
     is(scalar(@down), 1, 'MSM00101 (node down) logged once') or diag(join "\n", @down);
     like($down[0] // '', qr/\[msm:warn\].*MSM00101: memcached node $node \(127\.0\.0\.1:$PORT{$node}\) is down/,
          'MSM00101 at warn, naming the node and its address');
-    like($log, qr/\[msm:info\].*MSM00110: session $hex-$node moved to node/, 'MSM00110 (relocated) logged');
+    like($log, qr/\[msm:notice\].*MSM00110: session $hex-$node moved to node/, 'MSM00110 (relocated) logged');
 
     # back: restart (empty) and wait MsmNodeRetry; a request for the node probes it
     $mark = MsmTest::log_mark();
