@@ -2,8 +2,9 @@
  * backup copies on another node, failover, locking and a sticky local tier.
  *
  * The storage logic lives in src/ (APR only, unit tested); the files here
- * are the httpd glue: mod_msm.c (session hooks, cookie), mod_msm_config.c
- * (directives), mod_msm_lock.c, mod_msm_sticky.c, mod_msm_status.c. */
+ * are the httpd glue: mod_msm.c (session hooks, cookie, locking, start-up),
+ * mod_msm_config.c (directives), mod_msm_sticky.c (the sticky local tier),
+ * mod_msm_status.c (statistics). */
 #ifndef MOD_MSM_H
 #define MOD_MSM_H
 
@@ -35,7 +36,7 @@
 #define MSM_DEFAULT_LOCK_EXPIRE   5
 #define MSM_DEFAULT_LOCK_TIMEOUT  apr_time_from_msec(3000)
 #define MSM_DEFAULT_STICKY_CACHE  "shmcb"
-#define MSM_DEFAULT_STICKY_CACHE_ARGS "msm-sticky(4194304)"
+#define MSM_DEFAULT_STICKY_CACHE_ARGS "msm-sticky(8388608)"
 
 typedef enum {
     MSM_LOCK_OFF = 0,
@@ -68,9 +69,6 @@ typedef struct msm_server_conf {
     /* Resolved at check_config/post_config. */
     msm_store_conf_t store;
     msm_lock_conf_t lock;
-    const ap_socache_provider_t *cache_provider;
-    ap_socache_instance_t *cache;
-    const char *cache_args;
 } msm_server_conf_t;
 
 /* Per directory. */
