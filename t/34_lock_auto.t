@@ -15,43 +15,13 @@ my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
 sleep 1.2;    # dead marks of an earlier test file (MsmNodeRetry 1) expire
 
-my @STATS = qw(cmd_set cmd_get cmd_touch delete_hits delete_misses);
-
-# memcached counters of every node: { n1 => { cmd_set => ..}, ... }
-sub snap {
-    return { map { my $s = $mc{$_}->stats; ($_ => { map { $_ => $s->{$_} // 0 } @STATS }) } sort keys %mc };
-}
-# deltas between two snaps: per node and summed ('all')
-sub delta {
-    my ($a, $b) = @_;
-    my %d;
-    for my $n (keys %$a) {
-        for my $k (@STATS) {
-            my $x = $b->{$n}{$k} - $a->{$n}{$k};
-            $d{$n}{$k} = $x;
-            $d{all}{$k} += $x;
-        }
-    }
-    return \%d;
-}
-# snap after the async work (backup writes after the response) has settled
-sub settled_snap {
-    my $prev = snap();
-    my ($s, $stable) = (undef, 0);
-    MsmTest::wait_until(sub {
-        sleep 0.1;
-        $s = snap();
-        my $same = !grep { my $n = $_; grep { $s->{$n}{$_} != $prev->{$n}{$_} } @STATS } keys %$s;
-        $prev = $s;
-        $stable = $same ? $stable + 1 : 0;
-        return $stable >= 3;       # unchanged for 300 ms
-    }, timeout => 5, interval => 0.01);
-    return $s;
-}
+# operations per memcached command (MsmTest::mc_ops: get, touch, set, delete, ...)
 sub fmt {
     my $d = shift;
-    return join ' ', map { "$_=" . ($d->{$_} // 0) } @STATS;
+    return join ' ', map { "$_=" . ($d->{$_} // 0) } @MsmTest::MC_OPS;
 }
+sub settled_snap { return MsmTest::mc_ops_settled(\%mc) }
+sub delta { return MsmTest::mc_ops_delta(@_) }
 sub lock_keys { return map { my $n = $_; map { "$n:$_" } grep { /^lock:/ } $mc{$n}->keys } sort keys %mc }
 
 my $c = MsmTest::client();
@@ -101,12 +71,12 @@ settled_snap();
 my $s0 = settled_snap();
 $r = $c->get('/lock-auto/app.cgi?op=read');
 my $d = delta($s0, settled_snap());
-diag('GET op=read under Auto: ' . fmt($d->{all}));
+diag('GET op=read under Auto: ' . fmt($d->{_sum}));
 ok($r->status == 200 && ($r->session // {})->{c} == 5, 'GET op=read: 200, c=5') or diag($r->dump);
-is($d->{all}{cmd_set}, 0, 'GET read: no add, no set (cmd_set delta 0)');
-is($d->{all}{delete_hits} + $d->{all}{delete_misses}, 0, 'GET read: no delete');
-is($d->{all}{cmd_get}, 0, 'GET read: no gets (no lock release check)');
-is($d->{all}{cmd_touch}, 1, 'GET read: the read itself (one gats)');
+is($d->{_sum}{set}, 0, 'GET read: no add, no set (cmd_set delta 0)');
+is($d->{_sum}{delete}, 0, 'GET read: no delete');
+is($d->{_sum}{get}, 0, 'GET read: no gets (no lock release check)');
+is($d->{_sum}{touch}, 1, 'GET read: the read itself (one gats)');
 
 # ---------------------------------------------------------------- GET incr: dropped
 my $mark = MsmTest::log_mark();
@@ -114,12 +84,12 @@ $s0 = settled_snap();
 my ($g, $gk) = during('GET', '/lock-auto/app.cgi?op=incr&k=c&sleep_ms=1000');
 $d = delta($s0, settled_snap());
 my $log = MsmTest::log_since($mark);
-diag('GET op=incr under Auto: ' . fmt($d->{all}) . "; lock keys seen during it: @{ $gk->{seen} || [] } ($gk->{polls} polls)");
+diag('GET op=incr under Auto: ' . fmt($d->{_sum}) . "; lock keys seen during it: @{ $gk->{seen} || [] } ($gk->{polls} polls)");
 is($g->{status}, 200, 'GET op=incr: 200');
 is($g->{value}, 6, 'GET op=incr: the app saw c=5 and answered 6');
 is_deeply($gk->{seen}, [], 'GET op=incr: no lock: key in memcached while it ran');
-is($d->{all}{cmd_set}, 0, 'GET incr: no add, no set (cmd_set delta 0): the change is not written');
-is($d->{all}{delete_hits} + $d->{all}{delete_misses}, 0, 'GET incr: no delete');
+is($d->{_sum}{set}, 0, 'GET incr: no add, no set (cmd_set delta 0): the change is not written');
+is($d->{_sum}{delete}, 0, 'GET incr: no delete');
 is(stored_c(), 5, 'GET incr: memcached still holds c=5');
 like($log, qr/\[[^\]]*:info\].*MSM00143.*GET/, 'MSM00143 logged at info for the dropped GET change')
     or diag($log);
@@ -131,11 +101,11 @@ $s0 = settled_snap();
 $r = $c->head('/lock-auto/app.cgi?op=incr&k=c');
 $d = delta($s0, settled_snap());
 $log = MsmTest::log_since($mark);
-diag('HEAD op=incr under Auto: ' . fmt($d->{all}));
+diag('HEAD op=incr under Auto: ' . fmt($d->{_sum}));
 is($r->status, 200, 'HEAD op=incr: 200');
-is($d->{all}{cmd_set}, 0, 'HEAD incr: no add, no set');
-is($d->{all}{delete_hits} + $d->{all}{delete_misses}, 0, 'HEAD incr: no delete');
-is($d->{all}{cmd_get}, 0, 'HEAD incr: no gets');
+is($d->{_sum}{set}, 0, 'HEAD incr: no add, no set');
+is($d->{_sum}{delete}, 0, 'HEAD incr: no delete');
+is($d->{_sum}{get}, 0, 'HEAD incr: no gets');
 is(stored_c(), 5, 'HEAD incr: memcached still holds c=5');
 like($log, qr/\[[^\]]*:info\].*MSM00143.*HEAD/, 'MSM00143 logged for the dropped HEAD change') or diag($log);
 
@@ -145,15 +115,15 @@ $s0 = settled_snap();
 my ($p, $pk) = during('POST', '/lock-auto/app.cgi?op=incr&k=c&sleep_ms=1000');
 $d = delta($s0, settled_snap());
 $log = MsmTest::log_since($mark);
-diag("POST op=incr under Auto: on $node " . fmt($d->{$node}) . '; all nodes ' . fmt($d->{all})
+diag("POST op=incr under Auto: on $node " . fmt($d->{$node}) . '; all nodes ' . fmt($d->{_sum})
      . "; lock keys seen during it: @{ $pk->{seen} || [] }");
 is($p->{status}, 200, 'POST op=incr: 200');
 is($p->{value}, 6, 'POST op=incr: 6');
 is_deeply($pk->{seen}, ["$node:$lk"], "POST: the lock key $lk was on the session's node while it ran");
-is($d->{$node}{cmd_set}, 2, "POST: cmd_set +2 on $node (add of the lock, set of the session)");
-is($d->{$node}{cmd_get}, 1, "POST: cmd_get +1 on $node (gets of the lock at release)");
-is($d->{$node}{delete_hits}, 1, "POST: delete_hits +1 on $node (the lock released)");
-is($d->{all}{cmd_set}, 3, 'POST: cmd_set +3 over all nodes (lock add, session set, backup set)');
+is($d->{$node}{set}, 2, "POST: cmd_set +2 on $node (add of the lock, set of the session)");
+is($d->{$node}{get}, 1, "POST: cmd_get +1 on $node (gets of the lock at release)");
+is($d->{$node}{delete}, 1, "POST: one delete on $node (the lock released)");
+is($d->{_sum}{set}, 3, 'POST: cmd_set +3 over all nodes (lock add, session set, backup set)');
 is(stored_c(), 6, 'POST: memcached holds c=6');
 ok(!grep({ $_ eq $lk } $mc{$node}->keys), 'POST: no lock key left');
 unlike($log, qr/MSM00143/, 'POST: nothing dropped (no MSM00143)');
@@ -165,6 +135,6 @@ $s0 = settled_snap();
 $r = $c2->post('/lock-auto/app.cgi?op=read', { x => 1 });
 $d = delta($s0, settled_snap());
 ok($r->status == 200 && !defined $r->cookie('MSMSESSION'), 'POST without a session: 200, no cookie');
-is($d->{all}{cmd_set} + $d->{all}{cmd_get} + $d->{all}{cmd_touch}
-   + $d->{all}{delete_hits} + $d->{all}{delete_misses}, 0,
+is($d->{_sum}{set} + $d->{_sum}{get} + $d->{_sum}{touch}
+   + $d->{_sum}{delete}, 0,
    'POST without a session: no memcached operation (no lock for no session)');

@@ -18,46 +18,20 @@ my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
 sleep 1.2;    # dead marks of an earlier test file (MsmNodeRetry 1) expire
 
-# memcached stats per kind of operation:
-#   gats/touch -> cmd_touch, get/gets -> cmd_get, set/add/cas -> cmd_set, delete -> delete_*
-my @STATS = qw(cmd_touch cmd_get cmd_set delete_hits delete_misses incr_hits incr_misses
-               decr_hits decr_misses);
-sub snap {
-    my %s;
-    for my $n (sort keys %mc) {
-        my $st = $mc{$n}->stats;
-        $s{$_} += $st->{$_} // 0 for @STATS;
-    }
-    return \%s;
-}
-# after the response: wait until the counters stop moving (async backup writes)
-sub settled_snap {
-    my $prev = snap();
-    my ($s, $stable) = (undef, 0);
-    MsmTest::wait_until(sub {
-        sleep 0.1;
-        $s = snap();
-        my $same = !grep { $s->{$_} != $prev->{$_} } @STATS;
-        $prev = $s;
-        $stable = $same ? $stable + 1 : 0;
-        return $stable >= 3;       # unchanged for 300 ms
-    }, timeout => 5, interval => 0.01);
-    return $s;
-}
 # operation counts of one request
 my $last_snap;    # the settled counters after the previous measured request
 sub ops_of {
     my ($c, $path) = @_;
-    my $a = $last_snap // settled_snap();
+    my $a = $last_snap // MsmTest::mc_ops_settled(\%mc);
     my $r = $c->get($path);
-    my $b = $last_snap = settled_snap();
-    my %d = map { $_ => $b->{$_} - $a->{$_} } @STATS;
+    my $b = $last_snap = MsmTest::mc_ops_settled(\%mc);
+    my $d = MsmTest::mc_ops_delta($a, $b)->{_sum};
     my %o = (
-        gats   => $d{cmd_touch},
-        get    => $d{cmd_get},
-        set    => $d{cmd_set},
-        delete => $d{delete_hits} + $d{delete_misses},
-        other  => $d{incr_hits} + $d{incr_misses} + $d{decr_hits} + $d{decr_misses},
+        gats   => $d->{touch},
+        get    => $d->{get},
+        set    => $d->{set},
+        delete => $d->{delete},
+        other  => $d->{incr} + $d->{meta},
     );
     $o{total} = 0;
     $o{total} += $o{$_} for qw(gats get set delete other);
