@@ -152,28 +152,20 @@ char *msm_lock_value_without(apr_pool_t *p, const char *value,
     return j.out;
 }
 
-/* One store/get on the lock's node, with the node's health updated. */
+/* One store/get on the lock's key and node. */
 static apr_status_t lock_store(const msm_store_conf_t *c,
                                msm_store_ctx_t *ctx, msm_lock_t *lock,
                                msm_mc_store_mode_e mode, const char *value,
                                apr_uint64_t cas)
 {
-    apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_store(lock->node->mc, mode, lock->key, value,
-                                   strlen(value), 0, lock->expire, cas);
-
-    msm_store_node_done(c, ctx, lock->node, rv, t0);
-    return rv;
+    return msm_store_node_store(c, ctx, lock->node, mode, lock->key, value,
+                                strlen(value), lock->expire, cas);
 }
 
 static apr_status_t lock_get(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                              msm_lock_t *lock, msm_mc_item_t *item)
 {
-    apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_get(lock->node->mc, ctx->pool, lock->key, item);
-
-    msm_store_node_done(c, ctx, lock->node, rv, t0);
-    return rv;
+    return msm_store_node_get(c, ctx, lock->node, lock->key, 0, item);
 }
 
 /* add the lock, or join its queue. APR_SUCCESS: held; APR_EEXIST: queued;
@@ -293,10 +285,7 @@ apr_status_t msm_lock_release(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         }
         rest = msm_lock_value_without(ctx->pool, item.value, lock->token);
         if (*rest == '\0') {
-            apr_time_t t0 = apr_time_now();
-            rv = msm_mc_delete(lock->node->mc, lock->key);
-            msm_store_node_done(c, ctx, lock->node, rv, t0);
-            return rv;
+            return msm_store_node_delete(c, ctx, lock->node, lock->key);
         }
         /* Hand it to the first waiter, with a fresh expiry. EXISTS: a
          * waiter joined meanwhile; look again. */

@@ -50,8 +50,8 @@ void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
     ctx->failed = apr_array_make(p, 2, sizeof(msm_node_t *));
 }
 
-void msm_store_node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                         msm_node_t *n, apr_status_t rv, apr_time_t started)
+static void node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                      msm_node_t *n, apr_status_t rv, apr_time_t started)
 {
     apr_time_t now = apr_time_now();
     long retry = (long)apr_time_sec(c->nodes->retry);
@@ -136,42 +136,43 @@ static msm_node_t *next_backup(const msm_store_conf_t *c,
 
 /* ---- one operation on one node, with its outcome reported ---- */
 
-static apr_status_t node_get(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                             msm_node_t *n, const char *key, int touch,
-                             msm_mc_item_t *item)
+apr_status_t msm_store_node_get(const msm_store_conf_t *c,
+                                msm_store_ctx_t *ctx, msm_node_t *n,
+                                const char *key, int touch,
+                                msm_mc_item_t *item)
 {
     apr_time_t t0 = apr_time_now();
     apr_status_t rv = touch
         ? msm_mc_get_touch(n->mc, ctx->pool, key, c->idle, item)
         : msm_mc_get(n->mc, ctx->pool, key, item);
 
-    msm_store_node_done(c, ctx, n, rv, t0);
+    node_done(c, ctx, n, rv, t0);
     return rv;
 }
 
-static apr_status_t node_store(const msm_store_conf_t *c,
-                               msm_store_ctx_t *ctx, msm_node_t *n,
-                               msm_mc_store_mode_e mode, const char *key,
-                               const char *value, apr_size_t len,
-                               apr_uint32_t exptime, apr_uint64_t cas)
+apr_status_t msm_store_node_store(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_node_t *n,
+                                  msm_mc_store_mode_e mode, const char *key,
+                                  const char *value, apr_size_t len,
+                                  apr_uint32_t exptime, apr_uint64_t cas)
 {
     apr_time_t t0 = apr_time_now();
     apr_status_t rv = msm_mc_store(n->mc, mode, key, value, len,
                                    (apr_uint32_t)apr_time_sec(t0), exptime,
                                    cas);
 
-    msm_store_node_done(c, ctx, n, rv, t0);
+    node_done(c, ctx, n, rv, t0);
     return rv;
 }
 
-static apr_status_t node_delete(const msm_store_conf_t *c,
-                                msm_store_ctx_t *ctx, msm_node_t *n,
-                                const char *key)
+apr_status_t msm_store_node_delete(const msm_store_conf_t *c,
+                                   msm_store_ctx_t *ctx, msm_node_t *n,
+                                   const char *key)
 {
     apr_time_t t0 = apr_time_now();
     apr_status_t rv = msm_mc_delete(n->mc, key);
 
-    msm_store_node_done(c, ctx, n, rv, t0);
+    node_done(c, ctx, n, rv, t0);
     return rv;
 }
 
@@ -259,7 +260,7 @@ static apr_status_t backup_set(const msm_store_conf_t *c,
                                msm_store_ctx_t *ctx, msm_node_t *n,
                                const msm_later_t *op)
 {
-    return node_store(c, ctx, n, MSM_MC_SET,
+    return msm_store_node_store(c, ctx, n, MSM_MC_SET,
                       key_of(c, ctx, MSM_NS_BACKUP, &op->id), op->value,
                       op->len, backup_exptime(c), 0);
 }
@@ -268,7 +269,7 @@ static apr_status_t backup_delete(const msm_store_conf_t *c,
                                   msm_store_ctx_t *ctx, msm_node_t *n,
                                   const msm_later_t *op)
 {
-    return node_delete(c, ctx, n, key_of(c, ctx, MSM_NS_BACKUP, &op->id));
+    return msm_store_node_delete(c, ctx, n, key_of(c, ctx, MSM_NS_BACKUP, &op->id));
 }
 
 /* A session only read keeps its primary alive through gats, but not its
@@ -283,7 +284,7 @@ static void run_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     if (ctx->wrote) {
         return;                 /* this request's save wrote both already */
     }
-    rv = node_store(c, ctx, op->node, MSM_MC_CAS,
+    rv = msm_store_node_store(c, ctx, op->node, MSM_MC_CAS,
                     key_of(c, ctx, MSM_NS_SESSION, &op->id), op->value,
                     op->len, c->idle, op->cas);
     if (rv == APR_SUCCESS) {
@@ -300,9 +301,9 @@ static apr_status_t touch_or_set(const msm_store_conf_t *c,
     apr_time_t t0 = apr_time_now();
     apr_status_t rv = msm_mc_touch(n->mc, key, exptime);
 
-    msm_store_node_done(c, ctx, n, rv, t0);
+    node_done(c, ctx, n, rv, t0);
     if (rv == APR_NOTFOUND) {
-        rv = node_store(c, ctx, n, MSM_MC_SET, key, op->value, op->len,
+        rv = msm_store_node_store(c, ctx, n, MSM_MC_SET, key, op->value, op->len,
                         exptime, 0);
     }
     return rv;
@@ -338,7 +339,7 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         break;
     case LATER_DELETE:
         if (usable(c, ctx, op->node)) {
-            node_delete(c, ctx, op->node, op->key);
+            msm_store_node_delete(c, ctx, op->node, op->key);
         }
         break;
     case LATER_BACKUP_DELETE:
@@ -418,7 +419,7 @@ static msm_node_t *find_backup(const msm_store_conf_t *c,
 
     while ((n = next_backup(c, ctx, s->node, &pos)) != NULL) {
         msm_mc_item_t item;
-        apr_status_t rv = node_get(c, ctx, n, key, 0, &item);
+        apr_status_t rv = msm_store_node_get(c, ctx, n, key, 0, &item);
 
         MSM_STAT_INC(c->stats, backup_reads);
         if (rv == APR_SUCCESS) {
@@ -447,7 +448,7 @@ static void relocate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
     moved.node = target;
     apr_cpystrn(moved.id.node, target->id, sizeof(moved.id.node));
-    if (node_store(c, ctx, target, MSM_MC_SET,
+    if (msm_store_node_store(c, ctx, target, MSM_MC_SET,
                    key_of(c, ctx, MSM_NS_SESSION, &moved.id), s->value,
                    s->len, c->idle, 0) != APR_SUCCESS) {
         return;
@@ -480,7 +481,7 @@ apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     s->value = NULL;
     if (usable(c, ctx, s->node)) {
         msm_mc_item_t item;
-        apr_status_t rv = node_get(c, ctx, s->node,
+        apr_status_t rv = msm_store_node_get(c, ctx, s->node,
                                    key_of(c, ctx, MSM_NS_SESSION, &s->id), 1,
                                    &item);
         if (rv == APR_SUCCESS) {
@@ -556,7 +557,7 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         }
         apr_cpystrn(id.node, n->id, sizeof(id.node));
         id.route[0] = '\0';
-        rv = node_store(c, ctx, n, MSM_MC_ADD,
+        rv = msm_store_node_store(c, ctx, n, MSM_MC_ADD,
                         key_of(c, ctx, MSM_NS_SESSION, &id), value, len,
                         c->idle, 0);
         if (rv == APR_SUCCESS) {
@@ -590,7 +591,7 @@ static apr_status_t save_moved(const msm_store_conf_t *c,
         return APR_EGENERAL;
     }
     apr_cpystrn(id.node, n->id, sizeof(id.node));
-    rv = node_store(c, ctx, n, MSM_MC_SET, key_of(c, ctx, MSM_NS_SESSION, &id),
+    rv = msm_store_node_store(c, ctx, n, MSM_MC_SET, key_of(c, ctx, MSM_NS_SESSION, &id),
                     value, len, c->idle, 0);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -612,7 +613,7 @@ apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     apr_status_t rv;
 
     if (s->has_id && usable(c, ctx, s->node)) {
-        rv = node_store(c, ctx, s->node, MSM_MC_SET,
+        rv = msm_store_node_store(c, ctx, s->node, MSM_MC_SET,
                         key_of(c, ctx, MSM_NS_SESSION, &s->id), value, len,
                         c->idle, 0);
         if (rv == MSM_MC_ETOOBIG) {
@@ -647,7 +648,7 @@ apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 
     if (s->has_id && s->node) {
         if (usable(c, ctx, s->node)) {
-            rv = node_delete(c, ctx, s->node,
+            rv = msm_store_node_delete(c, ctx, s->node,
                              key_of(c, ctx, MSM_NS_SESSION, &s->id));
         }
         if (backup_on(c)) {
@@ -680,7 +681,7 @@ apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
     if (old.has_id && old.node) {
         /* At once, not later: the old id may be known to an attacker. */
         if (usable(c, ctx, old.node)) {
-            node_delete(c, ctx, old.node,
+            msm_store_node_delete(c, ctx, old.node,
                         key_of(c, ctx, MSM_NS_SESSION, &old.id));
         }
         if (backup_on(c)) {

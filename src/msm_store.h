@@ -90,9 +90,21 @@ void msm_store_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 /* Runs what was deferred (backup writes, deletes of old keys). */
 void msm_store_run_later(const msm_store_conf_t *c, msm_store_ctx_t *ctx);
 
-/* Logs a node's state change after an operation on it; also used by the
- * lock code. */
-void msm_store_node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                         msm_node_t *n, apr_status_t rv, apr_time_t started);
+/* One operation on one node, its outcome reported to the node's health
+ * (a state change is logged once) and counted; also used by the locks.
+ * Values are stored with the current Unix time as flags (see
+ * msm_session_t.written_at). */
+apr_status_t msm_store_node_get(const msm_store_conf_t *c,
+                                msm_store_ctx_t *ctx, msm_node_t *n,
+                                const char *key, int touch,
+                                msm_mc_item_t *item);
+apr_status_t msm_store_node_store(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_node_t *n,
+                                  msm_mc_store_mode_e mode, const char *key,
+                                  const char *value, apr_size_t len,
+                                  apr_uint32_t exptime, apr_uint64_t cas);
+apr_status_t msm_store_node_delete(const msm_store_conf_t *c,
+                                   msm_store_ctx_t *ctx, msm_node_t *n,
+                                   const char *key);
 
 #endif
