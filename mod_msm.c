@@ -326,7 +326,9 @@ static apr_status_t msm_session_decode(request_rec *r, session_rec *z)
     q->hashed = 1;
     msm_hash_entries(z->entries, MSM_SESSION_EXPIRY, &q->loaded_hash);
     q->loaded_expiry = z->expiry;
-    q->loaded_user = session_users(q->r->pool, z->entries);
+    if (q->dc->regenerate != 0) {
+        q->loaded_user = session_users(q->r->pool, z->entries);
+    }
     return OK;
 }
 
