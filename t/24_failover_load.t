@@ -10,9 +10,6 @@ use warnings;
 
 use Apache::Test qw(-withtestmore);
 use MsmTest;
-use IO::Select ();
-use JSON::PP ();
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 plan tests => 16, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
@@ -101,22 +98,7 @@ sub worker {
 }
 
 my $t0 = time + 1;
-my (@kids, %pipe);
-for my $w (0 .. $WORKERS - 1) {
-    pipe(my $rd, my $wr) or die "pipe: $!";
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        close $rd;
-        my $res = eval { worker($w, $t0) } || { __error => "$@" };
-        print $wr JSON::PP->new->encode($res);
-        close $wr;
-        POSIX::_exit(0);
-    }
-    close $wr;
-    push @kids, $pid;
-    $pipe{$pid} = $rd;
-}
+my $workers = MsmTest::parallel_start($WORKERS, sub { worker($_[0], $t0) });
 my $mark = MsmTest::log_mark();
 sleep($t0 + $KILL_AT - time);
 $mc{$VICTIM}->kill9;
@@ -127,22 +109,7 @@ $mc{$VICTIM}->restart;
 ok($mc{$VICTIM}->running && MsmTest::port_open($PORT{$VICTIM}),
    sprintf '%s restarted (empty) at %.1f s', $VICTIM, time - $t0);
 
-my @res;
-my $deadline = $t0 + $DURATION + 30;
-for my $pid (@kids) {
-    my ($rd, $buf) = ($pipe{$pid}, '');
-    my $sel = IO::Select->new($rd);
-    while (time < $deadline && $sel->can_read($deadline - time)) {
-        my $got = sysread($rd, $buf, 65536, length $buf);
-        last unless $got;
-    }
-    close $rd;
-    if (!MsmTest::wait_until(sub { waitpid($pid, POSIX::WNOHANG()) != 0 }, timeout => 5)) {
-        kill 'KILL', $pid;
-        waitpid($pid, 0);
-    }
-    push @res, eval { JSON::PP->new->decode($buf) } || { __error => "worker $pid: no result" };
-}
+my @res = MsmTest::parallel_wait($workers, timeout => $t0 + $DURATION + 30 - time);
 my $elapsed = time - $t0;
 my @errors = map { $_->{__error} // () } @res;
 is(scalar @errors, 0, "$WORKERS workers reported") or diag(join "\n", @errors);

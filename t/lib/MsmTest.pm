@@ -36,6 +36,7 @@ package MsmTest;
 #   MsmTest::url(['msm_vhost2'])  http://127.0.0.1:PORT of the Apache::Test server/vhost
 #   MsmTest::have_msm             mod_msm loaded (dies if required: MSM_REQUIRE_MODULE=1)
 #   MsmTest::parallel($n, sub { my $i = shift; ...; return {...} }, timeout => 60)
+#   MsmTest::parallel_start / parallel_wait: the same in two halves
 #   MsmTest::wait_until(sub { cond }, timeout => 5, interval => 0.05)
 #   MsmTest::log_mark / log_since($mark)  what t/logs/error_log got in between
 #   MsmTest::port_open($port) MsmTest::child_pids($pid) MsmTest::descendant_pids($pid)
@@ -242,8 +243,14 @@ sub _read_pid {
 #   my @r = MsmTest::parallel(3, sub { my $i = shift; ...; return {...} }, timeout => 30);
 sub parallel {
     my ($n, $code, %o) = @_;
+    return parallel_wait(parallel_start($n, $code), timeout => $o{timeout});
+}
+
+# parallel in two halves, for a test that acts while the workers run:
+#   my $p = MsmTest::parallel_start($n, sub { ... });  ...;  my @res = MsmTest::parallel_wait($p, timeout => 60);
+sub parallel_start {
+    my ($n, $code) = @_;
     require JSON::PP;
-    my $timeout = $o{timeout} // 60;
     my (@kids, %fh);
     for my $i (0 .. $n - 1) {
         pipe(my $r, my $w) or croak "pipe: $!";
@@ -261,10 +268,15 @@ sub parallel {
         push @kids, $pid;
         $fh{$pid} = $r;
     }
+    return { kids => \@kids, fh => \%fh };
+}
+
+sub parallel_wait {
+    my ($p, %o) = @_;
     my @res;
-    my $deadline = time + $timeout;
-    for my $pid (@kids) {
-        my $r = $fh{$pid};
+    my $deadline = time + ($o{timeout} // 60);
+    for my $pid (@{ $p->{kids} }) {
+        my $r = $p->{fh}{$pid};
         my $sel = IO::Select->new($r);
         my $buf = '';
         while (1) {
