@@ -175,13 +175,16 @@ is(info($c->get('/big/big.cgi'))->{count}, $N + 1, 'and the entries stay: 10 001
 
     my $cn = MsmTest::client(base => $small->url, timeout => 30);
     $mark = MsmTest::log_mark($small->error_log);
-    my $k0 = [ map { $mc{$_}->keys } sort keys %mc ];
+    # memcached's stats, not a key listing: lru_crawler metadump may leave out
+    # items that were just read, which made a listing differ by itself
+    my $ops0 = MsmTest::mc_ops_settled(\%mc);
     my $r4 = $cn->get('/big/big.cgi?from=0&n=900');       # a new session of 7.2 KB
     is($r4->status, 200, 'a new session over the limit: 200');
     ok(!defined $r4->cookie('MSMSESSION'), 'a new session over the limit: no cookie');
     like(MsmTest::log_since($mark), qr/MSM00106: (?:new session|session \(new\)\S*) not saved/,
          'MSM00106 for the new session');
-    is_deeply([ map { $mc{$_}->keys } sort keys %mc ], $k0, 'nothing was written to memcached');
+    is(MsmTest::mc_ops_delta($ops0, MsmTest::mc_ops_settled(\%mc))->{_sum}{set}, 0,
+       'nothing was written to memcached (no set, add or cas)');
 }
 
 # ------------------------------------------------------------ big cookies
