@@ -22,6 +22,14 @@ void msm_log_cb(void *baton, int level, apr_status_t rv, const char *msg)
     ap_log_rerror(APLOG_MARK, level, rv, (request_rec *)baton, "%s", msg);
 }
 
+const char *msm_req_tag(const msm_req_t *q)
+{
+    char *tag = apr_palloc(q->r->pool, MSM_ID_TAG_LEN + 1);
+
+    msm_id_tag(&q->s.id, tag);
+    return tag;
+}
+
 /* Every child finds out for itself (one failed gats each); the log line is
  * written once per node for all of them. */
 static void log_no_gat(void *baton)
@@ -34,6 +42,19 @@ static void log_no_gat(void *baton)
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00130)
                  "memcached node %s (%s:%d) does not know gats (twemproxy, "
                  "yrmcds?): using gets + touch", n->id, n->host, n->port);
+}
+
+static void log_no_meta(void *baton)
+{
+    msm_node_t *n = baton;
+
+    if (apr_atomic_cas32(&n->shared->no_meta, 1, 0) != 0) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00131)
+                 "memcached node %s (%s:%d) has no meta commands (twemproxy, "
+                 "yrmcds?): locks are released with gets + delete, without "
+                 "compare-and-delete", n->id, n->host, n->port);
 }
 
 static request_rec *top_request(request_rec *r)
@@ -92,9 +113,9 @@ static void release_lock(msm_req_t *q)
     if (rv == APR_EEXIST || rv == APR_NOTFOUND) {
         MSM_STAT_INC(q->sc->store.stats, lock_lost);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, MSMLOGNO(00140)
-                      "session lock of %s-%s expired before the request "
+                      "session lock of %s expired before the request "
                       "ended (MsmLockExpire %u s is too short?)",
-                      q->s.id.hex, q->s.id.node, q->sc->lock.expire);
+                      msm_req_tag(q), q->sc->lock.expire);
     }
 }
 
@@ -165,60 +186,71 @@ static void load_session(msm_req_t *q)
     }
     rv = msm_store_load(&q->sc->store, &q->ctx, &q->s);
     if (rv == APR_SUCCESS) {
-        if (q->s.id_changed) {
-            q->cookie = MSM_COOKIE_SET;
-        }
         if (q->sc->sticky == 1) {
             msm_sticky_loaded(q);
         }
         return;
     }
-    q->s.has_id = 0;
-    if (rv == APR_NOTFOUND) {
-        /* Expired or never existed: drop the cookie unless a new session
-         * replaces it in this response. */
-        q->cookie = MSM_COOKIE_CLEAR;
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, MSMLOGNO(00122)
-                      "session %s-%s not found", q->s.id.hex, q->s.id.node);
+    if (q->s.destroyed && q->sc->sticky == 1) {
+        msm_sticky_destroyed(q, &q->s.id, q->s.meta.version + 1);
     }
+    /* Expired, destroyed or unreachable: no session. The cookie is left
+     * alone: the browser may hold a newer one by now (a login that
+     * answered while this request was on its way). */
+    q->s.has_id = 0;
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, q->r, MSMLOGNO(00122)
+                  "session %s %s", msm_req_tag(q),
+                  q->s.destroyed ? "is destroyed" : "not found");
 }
 
 /* ---- locking, before anything loads the session ---- */
 
-static apr_status_t take_lock(msm_req_t *q)
+static apr_status_t lock_node(msm_req_t *q, msm_node_t *node)
 {
     const msm_store_conf_t *st = &q->sc->store;
-    msm_node_t *node = msm_nodes_find(st->nodes, q->s.id.node);
-    int reread = 0;
     apr_interval_time_t waited;
     apr_interval_time_t wait_max = q->dc->lock_timeout != MSM_UNSET
                                    ? q->dc->lock_timeout
                                    : MSM_DEFAULT_LOCK_TIMEOUT;
-    apr_status_t rv;
+    apr_status_t rv = msm_lock_acquire(st, &q->ctx, &q->sc->lock, &q->lock,
+                                       node, &q->s.id, wait_max, &waited);
 
-    if (node == NULL || !msm_node_is_live(node)) {
-        /* The session's node is gone: its load moves it to a live node,
-         * whose lock is taken; then it is read again under the lock. */
-        load_session(q);
-        if (!q->s.has_id || q->s.node == NULL) {
-            return APR_SUCCESS;
-        }
-        node = q->s.node;
-        reread = 1;
-    }
-    rv = msm_lock_acquire(st, &q->ctx, &q->sc->lock, &q->lock, node,
-                          &q->s.id, wait_max, &waited);
     if (rv == APR_SUCCESS) {
         MSM_STAT_INC(st->stats, lock_acquired);
         if (waited >= MSM_LOCK_BACKOFF_MIN / 2) {
             MSM_STAT_INC(st->stats, lock_waits);
             MSM_STAT_ADD(st->stats, lock_wait_us, (apr_uint64_t)waited);
         }
-        if (reread) {
-            load_session(q);
-        }
     }
     return rv;
+}
+
+/* The lock lives on the node of the session's primary copy, so that the
+ * requests of one session meet there whichever node their cookies name.
+ * The cookie's node is a guess: the session is loaded under that lock,
+ * and when the load finds the primary elsewhere (a request with an older
+ * cookie, a node that died) the lock moves there and the session is read
+ * again under it. */
+static apr_status_t take_lock(msm_req_t *q)
+{
+    msm_node_t *node = msm_nodes_find(q->sc->store.nodes, q->s.id.node);
+    apr_status_t rv;
+    int moves;
+
+    if (node && msm_node_is_live(node)
+        && (rv = lock_node(q, node)) != APR_SUCCESS) {
+        return rv;
+    }
+    load_session(q);
+    for (moves = 0; moves < 2 && q->s.has_id && q->s.node
+         && !(q->lock.held && q->lock.node == q->s.node); moves++) {
+        release_lock(q);
+        if ((rv = lock_node(q, q->s.node)) != APR_SUCCESS) {
+            return rv;
+        }
+        load_session(q);
+    }
+    return APR_SUCCESS;
 }
 
 static int msm_header_parser(request_rec *r)
@@ -243,14 +275,14 @@ static int msm_header_parser(request_rec *r)
     MSM_STAT_INC(sc->store.stats, lock_timeouts);
     if (dc->lock_fail == MSM_LOCKFAIL_PROCEED) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MSMLOGNO(00141)
-                      "session %s-%s stayed locked by another request: "
+                      "session %s stayed locked by another request: "
                       "going on without the lock (MsmLockFail Proceed)",
-                      q->s.id.hex, q->s.id.node);
+                      msm_req_tag(q));
         return DECLINED;
     }
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MSMLOGNO(00142)
-                  "session %s-%s stayed locked by another request: 503",
-                  q->s.id.hex, q->s.id.node);
+                  "session %s stayed locked by another request: 503",
+                  msm_req_tag(q));
     apr_table_setn(r->err_headers_out, "Retry-After", "1");
     return HTTP_SERVICE_UNAVAILABLE;
 }
@@ -364,9 +396,9 @@ static void remove_session(msm_req_t *q)
     if (q->s.has_id) {
         msm_store_remove(&q->sc->store, &q->ctx, &q->s);
         if (q->sc->sticky == 1) {
-            msm_sticky_remove(q);
+            msm_sticky_destroyed(q, &q->s.id, q->s.meta.version + 1);
         }
-        q->cookie = MSM_COOKIE_CLEAR;
+        q->destroyed_here = 1;
     }
 }
 
@@ -374,22 +406,20 @@ static void write_session(msm_req_t *q, const session_rec *z)
 {
     const char *value = z->encoded ? z->encoded : "";
     apr_size_t len = strlen(value);
-    apr_status_t rv;
+    msm_session_t before = q->s;
+    int regenerate = logged_in(q, z);
+    apr_status_t rv = regenerate
+        ? msm_store_regenerate(&q->sc->store, &q->ctx, &q->s, value, len)
+        : msm_store_save(&q->sc->store, &q->ctx, &q->s, value, len);
 
-    if (logged_in(q, z)) {
-        rv = msm_store_regenerate(&q->sc->store, &q->ctx, &q->s, value, len);
+    if (q->sc->sticky != 1) {
+        return;
     }
-    else {
-        rv = msm_store_save(&q->sc->store, &q->ctx, &q->s, value, len);
-    }
-    if (rv != APR_SUCCESS) {
-        return;                 /* logged by the store */
-    }
-    if (q->s.id_changed) {
-        q->cookie = MSM_COOKIE_SET;
-    }
-    if (q->sc->sticky == 1) {
+    if (rv == APR_SUCCESS) {
         msm_sticky_put(q, value, len);
+    }
+    if ((rv == APR_SUCCESS && regenerate) || rv == MSM_STORE_GONE) {
+        msm_sticky_destroyed(q, &before.id, before.meta.version + 1);
     }
 }
 
@@ -439,24 +469,29 @@ static void write_cookie(msm_req_t *q, request_rec *r)
 {
     const msm_dir_conf_t *dc = q->dc;
     long maxage = q->z ? q->z->maxage : 0;
+    msm_cookie_facts_t facts;
 
     q->cookie_written = 1;
-    /* A max age slides: the cookie is sent again with every response. */
-    if (q->cookie == MSM_COOKIE_KEEP && maxage > 0 && q->s.has_id) {
-        q->cookie = MSM_COOKIE_SET;
-    }
-    if (q->cookie == MSM_COOKIE_SET && q->s.has_id) {
+    facts.cookie_in = q->cookie_in;
+    facts.has_id = q->s.has_id;
+    facts.id_changed = q->s.id_changed;
+    facts.destroyed_here = q->destroyed_here;
+    facts.sliding_max_age = maxage > 0;     /* the cookie is resent */
+    switch (msm_decide_cookie(&facts)) {
+    case MSM_COOKIE_SET:
         if (q->sc->sticky == 1) {
             apr_cpystrn(q->s.id.route, q->sc->route, sizeof(q->s.id.route));
         }
         ap_cookie_write(r, dc->cookie_name,
                         msm_id_cookie_value(r->pool, &q->s.id),
                         dc->cookie_attrs, maxage, r->err_headers_out, NULL);
-    }
-    else if (q->cookie == MSM_COOKIE_CLEAR
-             || (q->cookie == MSM_COOKIE_SET && q->cookie_in)) {
+        break;
+    case MSM_COOKIE_CLEAR:
         ap_cookie_remove(r, dc->cookie_name, dc->cookie_attrs,
                          r->err_headers_out, NULL);
+        break;
+    default:
+        break;
     }
 }
 
@@ -500,39 +535,80 @@ static int msm_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* One anonymous shared segment: the counters, then every node list's
- * health and statistics. Children inherit it across fork. */
+/* The counters and the node health table live in one anonymous shared
+ * segment that outlives graceful restarts (kept in the process pool,
+ * found again through ap_retained_data): the new generation of children
+ * knows which nodes failed and when (msm_node_last_failure), which a copy
+ * from before a node's outage must be checked against. It is made anew
+ * only when the nodes no longer fit. */
+#define MSM_RETAINED_KEY "mod_msm shared segment"
+
+typedef struct msm_retained {
+    apr_shm_t *shm;
+    int capacity;               /* node addresses it holds */
+} msm_retained_t;
+
+static apr_size_t segment_size(int capacity)
+{
+    return APR_ALIGN_DEFAULT(sizeof(msm_stats_t)) + msm_health_size(capacity);
+}
+
+/* The health table of the segment, made (or made larger) as needed. */
+static void *shared_segment(server_rec *s, int needed, msm_stats_t **stats)
+{
+    msm_retained_t *kept = ap_retained_data_get(MSM_RETAINED_KEY);
+    int capacity = needed < 64 ? 64 : 2 * needed;
+    char *mem;
+
+    if (kept == NULL) {
+        kept = ap_retained_data_create(MSM_RETAINED_KEY, sizeof(*kept));
+    }
+    if (kept->shm == NULL || kept->capacity < needed) {
+        /* The old segment (if any) stays with the children that use it. */
+        if (apr_shm_create(&kept->shm, segment_size(capacity), NULL,
+                           s->process->pool) != APR_SUCCESS) {
+            kept->shm = NULL;
+            return NULL;
+        }
+        kept->capacity = capacity;
+        mem = apr_shm_baseaddr_get(kept->shm);
+        memset(mem, 0, APR_ALIGN_DEFAULT(sizeof(msm_stats_t)));
+        msm_health_format(mem + APR_ALIGN_DEFAULT(sizeof(msm_stats_t)),
+                          capacity);
+    }
+    mem = apr_shm_baseaddr_get(kept->shm);
+    *stats = (msm_stats_t *)mem;
+    return mem + APR_ALIGN_DEFAULT(sizeof(msm_stats_t));
+}
+
 static int msm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
     apr_array_header_t *all = msm_config_all_nodes();
-    apr_size_t size = APR_ALIGN_DEFAULT(sizeof(msm_stats_t));
-    apr_shm_t *shm;
-    char *mem;
     server_rec *main_server = s;
-    apr_status_t rv;
-    int i;
+    msm_stats_t *stats = NULL;
+    void *health;
+    int i, needed = 0;
 
     for (i = 0; i < all->nelts; i++) {
-        size += APR_ALIGN_DEFAULT(msm_nodes_shared_size(
-                    APR_ARRAY_IDX(all, i, msm_nodes_t *)));
+        needed += APR_ARRAY_IDX(all, i, msm_nodes_t *)->count;
     }
-    rv = apr_shm_create(&shm, size, NULL, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MSMLOGNO(00101)
-                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
-                     "memory for node state", size);
+    health = shared_segment(s, needed, &stats);
+    if (health == NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, MSMLOGNO(00101)
+                     "cannot create shared memory for node state");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    mem = apr_shm_baseaddr_get(shm);
-    memset(mem, 0, size);
-    msm_status_set_shared((msm_stats_t *)mem, all);
-    mem += APR_ALIGN_DEFAULT(sizeof(msm_stats_t));
     for (i = 0; i < all->nelts; i++) {
-        msm_nodes_t *nodes = APR_ARRAY_IDX(all, i, msm_nodes_t *);
-        msm_nodes_attach_shared(nodes, mem);
-        mem += APR_ALIGN_DEFAULT(msm_nodes_shared_size(nodes));
+        const char *err = msm_nodes_attach_health(
+                              APR_ARRAY_IDX(all, i, msm_nodes_t *), health);
+        if (err) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, MSMLOGNO(00103)
+                         "%s", err);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
+    msm_status_set_shared(stats, all);
     for (; s; s = s->next) {
         msm_server_conf_t *sc = ap_get_module_config(s->module_config,
                                                      &msm_module);
@@ -552,7 +628,7 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
         msm_nodes_t *nodes = APR_ARRAY_IDX(all, i, msm_nodes_t *);
         for (j = 0; j < nodes->count; j++) {
             msm_node_t *n = &nodes->node[j];
-            msm_mc_observer_t obs = { NULL, log_no_gat, n };
+            msm_mc_observer_t obs = { NULL, log_no_gat, log_no_meta, n };
             apr_status_t rv = msm_mc_server_create(pchild, n->addr,
                                                    nodes->timeout,
                                                    nodes->max_value,
@@ -564,7 +640,6 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
             }
         }
     }
-    msm_sticky_child_init(pchild, s);
 }
 
 static void msm_register_hooks(apr_pool_t *p)

@@ -11,15 +11,16 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
-#include "ap_socache.h"
 #include "mod_session.h"
 
+#include "msm_copy.h"
 #include "msm_id.h"
 #include "msm_hash.h"
 #include "msm_lock.h"
 #include "msm_nodes.h"
 #include "msm_stats.h"
 #include "msm_store.h"
+#include "msm_tier.h"
 
 /* Log message numbers: "MSM" and five digits, like httpd's APLOGNO. */
 #define MSMLOGNO(n) "MSM" #n ": "
@@ -35,8 +36,6 @@
 #define MSM_DEFAULT_MAX_SIZE (1024 * 1024 - 1024)
 #define MSM_DEFAULT_LOCK_EXPIRE   5
 #define MSM_DEFAULT_LOCK_TIMEOUT  apr_time_from_msec(3000)
-#define MSM_DEFAULT_STICKY_CACHE  "shmcb"
-#define MSM_DEFAULT_STICKY_CACHE_ARGS "msm-sticky(8388608)"
 
 typedef enum {
     MSM_LOCK_OFF = 0,
@@ -64,11 +63,15 @@ typedef struct msm_server_conf {
     apr_int64_t lock_expire;        /* MsmLockExpire, seconds */
     int sticky;                     /* MsmSticky */
     const char *route;              /* MsmRoute */
-    const char *sticky_cache;       /* MsmStickyCache provider[:args] */
+    apr_int64_t sticky_bytes;       /* MsmStickyCache size (main server) */
+    apr_int64_t sticky_slot;        /* MsmStickyCache slot size */
 
     /* Resolved at check_config/post_config. */
     msm_store_conf_t store;
     msm_lock_conf_t lock;
+    apr_uint64_t scope;             /* what sessions this server shares
+                                     * (node addresses, key prefix): the
+                                     * sticky tier's key covers it */
 } msm_server_conf_t;
 
 /* Per directory. */
@@ -100,7 +103,7 @@ typedef struct msm_req {
     int read_only;                  /* MsmLocking Auto on GET/HEAD */
     int lock_tried;
     int from_local;                 /* sticky: served by the local tier */
-    enum { MSM_COOKIE_KEEP = 0, MSM_COOKIE_SET, MSM_COOKIE_CLEAR } cookie;
+    int destroyed_here;             /* this request destroyed the session */
     int cookie_written;
     msm_lock_t lock;
 } msm_req_t;
@@ -126,17 +129,22 @@ void msm_status_set_shared(msm_stats_t *stats, apr_array_header_t *all_nodes);
 
 /* mod_msm_sticky.c: the local shared-memory tier of sticky mode. */
 apr_status_t msm_sticky_post_config(apr_pool_t *p, server_rec *s);
-void msm_sticky_child_init(apr_pool_t *p, server_rec *s);
 void msm_sticky_register_hooks(apr_pool_t *p);
-/* 1 if the local tier served q's session (its cookie carries our route). */
+/* 1 if the local tier answered for q's session (its cookie carries our
+ * route): q->s is the session, or the id is destroyed (q->s.destroyed). */
 int msm_sticky_get(msm_req_t *q);
 /* After a load from memcached: keep it locally; a foreign route is a
  * takeover and the cookie moves to this server's route. */
 void msm_sticky_loaded(msm_req_t *q);
+/* After a save: q->s as written. */
 void msm_sticky_put(msm_req_t *q, const char *value, apr_size_t len);
-void msm_sticky_remove(msm_req_t *q);
+/* id is destroyed (logout, new id at login, found destroyed). */
+void msm_sticky_destroyed(msm_req_t *q, const msm_id_t *id,
+                          apr_uint64_t version);
 
 /* mod_msm.c helpers used by the other glue files */
 void msm_log_cb(void *baton, int level, apr_status_t rv, const char *msg);
+/* The log tag of q's session (never the id itself: it is a credential). */
+const char *msm_req_tag(const msm_req_t *q);
 
 #endif

@@ -22,6 +22,8 @@ void *msm_create_server_conf(apr_pool_t *p, server_rec *s)
     c->max_size = MSM_UNSET;
     c->lock_expire = MSM_UNSET;
     c->sticky = MSM_UNSET;
+    c->sticky_bytes = MSM_UNSET;
+    c->sticky_slot = MSM_UNSET;
     return c;
 }
 
@@ -48,7 +50,8 @@ void *msm_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->lock_expire = MERGE_NUM(lock_expire);
     c->sticky = MERGE_NUM(sticky);
     c->route = MERGE_PTR(route);
-    c->sticky_cache = MERGE_PTR(sticky_cache);
+    c->sticky_bytes = MERGE_NUM(sticky_bytes);
+    c->sticky_slot = MERGE_NUM(sticky_slot);
     return c;
 }
 
@@ -228,24 +231,46 @@ static const char *set_route(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
-static const char *set_sticky_cache(cmd_parms *cmd, void *dummy,
-                                    const char *arg)
+/* "<n>[K|M|G]": bytes. */
+static const char *parse_size(cmd_parms *cmd, const char *arg,
+                              apr_int64_t *out)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    const char *colon = strchr(arg, ':');
-    const char *name = colon ? apr_pstrmemdup(cmd->pool, arg, colon - arg)
-                             : arg;
+    char *end;
+    apr_int64_t v, unit = 1;
 
-    if (err) {
+    errno = 0;
+    v = apr_strtoi64(arg, &end, 10);
+    switch (*end) {
+    case 'k': case 'K': unit = 1024; end++; break;
+    case 'm': case 'M': unit = 1024 * 1024; end++; break;
+    case 'g': case 'G': unit = 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (errno || end == arg || *end || v <= 0 || v > APR_INT64_MAX / unit) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size (bytes, or "
+                            "a number with K, M or G)", cmd->cmd->name, arg);
+    }
+    *out = v * unit;
+    return NULL;
+}
+
+static const char *set_sticky_cache(cmd_parms *cmd, void *dummy,
+                                    const char *size, const char *slot)
+{
+    msm_server_conf_t *c = server_conf(cmd);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_int64_t bytes, slot_bytes = MSM_TIER_DEFAULT_SLOT_BYTES;
+
+    if (err || (err = parse_size(cmd, size, &bytes)) != NULL
+        || (slot && (err = parse_size(cmd, slot, &slot_bytes)) != NULL)) {
         return err;
     }
-    if (ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
-                           AP_SOCACHE_PROVIDER_VERSION) == NULL) {
-        return apr_psprintf(cmd->pool, "%s: unknown socache provider '%s' "
-                            "(is mod_socache_%s loaded?)", cmd->cmd->name,
-                            name, name);
+    if ((err = msm_tier_check_size(cmd->pool, (apr_uint64_t)bytes,
+                                   (apr_uint64_t)slot_bytes)) != NULL) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err, NULL);
     }
-    server_conf(cmd)->sticky_cache = arg;
+    c->sticky_bytes = bytes;
+    c->sticky_slot = slot_bytes;
     return NULL;
 }
 
@@ -423,8 +448,8 @@ const command_rec msm_cmds[] = {
         "serve sessions from a local shared-memory tier (default Off)"),
     AP_INIT_TAKE1("MsmRoute", set_route, NULL, RSRC_CONF,
         "this server's route, as in the balancer's route= (sticky mode)"),
-    AP_INIT_TAKE1("MsmStickyCache", set_sticky_cache, NULL, RSRC_CONF,
-        "socache provider[:args] of the sticky tier (default shmcb)"),
+    AP_INIT_TAKE12("MsmStickyCache", set_sticky_cache, NULL, RSRC_CONF,
+        "size of the sticky tier and of its slots (default 32M 1K)"),
     AP_INIT_RAW_ARGS("MsmCookieName", set_cookie_name, NULL,
         RSRC_CONF | OR_AUTHCFG,
         "cookie name and attributes; enables mod_msm here"),
@@ -520,6 +545,7 @@ static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
     }
     c->store.nodes = nodes;
     c->store.prefix = c->prefix ? c->prefix : "";
+    c->scope = msm_nodes_scope(nodes, c->store.prefix);
     c->store.idle = (apr_uint32_t)(c->idle != MSM_UNSET ? c->idle
                                                         : MSM_DEFAULT_IDLE);
     c->store.backup = c->backup != MSM_UNSET ? c->backup : nodes->count > 1;

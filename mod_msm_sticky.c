@@ -1,35 +1,42 @@
 /* Sticky mode: the local tier. Sessions this server's route owns are kept
- * in a mod_socache cache (shmcb by default) shared by all children, so a
- * read costs no memcached operation; memcached keeps the copy another
- * server takes over when this one fails.
+ * in a table in shared memory (src/msm_tier.c) that every child reads
+ * without a lock, so a read costs no memcached operation and no system
+ * call; memcached keeps the copy another server takes over when this one
+ * fails.
  *
- * A local entry is served only when the cookie carries this server's route:
- * a cookie with another route means a balancer failover happened and
- * memcached, not an older local copy, has the current session. */
+ * An entry is keyed by the server's scope (its node addresses and key
+ * prefix: the sessions it shares with others through memcached) and the
+ * session id, and holds the copy's version: a put never replaces a newer
+ * copy or a tombstone, so a child that read an older copy from memcached
+ * cannot push it over a newer write of another child, nor bring back a
+ * session destroyed meanwhile.
+ *
+ * A local entry is served only when the cookie carries this server's
+ * route: a cookie with another route means a balancer failover happened
+ * and memcached, not an older local copy, has the current session.
+ *
+ * The table outlives graceful restarts (its segment lives in the process
+ * pool, found again through ap_retained_data) as long as MsmStickyCache
+ * keeps its sizes; it holds no addresses and no per-generation state, and
+ * old and new children share it during the restart. */
 #include "mod_msm.h"
 
+#include "apr_shm.h"
 #include "apr_strings.h"
 #include "ap_mpm.h"
-#include "http_protocol.h"
-#include "util_mutex.h"
+#include "mpm_common.h"
 
 APLOG_USE_MODULE(msm);
 
-#define STICKY_MUTEX   "msm-sticky"
-#define STICKY_MAGIC   0x4d534d31u     /* "MSM1" */
-#define STICKY_MAX_ENTRY (64 * 1024)   /* larger sessions skip the tier */
+#define TIER_RETAINED_KEY "mod_msm sticky tier"
 
-static const ap_socache_provider_t *provider;
-static ap_socache_instance_t *cache;
-static apr_global_mutex_t *mutex;
+typedef struct tier_retained {
+    apr_shm_t *shm;
+    apr_size_t bytes;
+    apr_size_t slot_bytes;
+} tier_retained_t;
 
-/* Stored in front of the session value. */
-typedef struct sticky_entry {
-    apr_uint32_t magic;
-    apr_uint32_t written_at;    /* memcached flags of the copy it mirrors */
-    apr_time_t touched_at;      /* last refresh of memcached's expiry */
-    char node[MSM_NAME_MAX + 1];
-} sticky_entry_t;
+static msm_tier_t *tier;        /* NULL: no vhost is sticky */
 
 static int any_sticky(server_rec *s)
 {
@@ -43,71 +50,86 @@ static int any_sticky(server_rec *s)
     return 0;
 }
 
-static int sticky_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
-                             apr_pool_t *ptemp)
+/* The table of the previous generation when the sizes did not change,
+ * else a new one. */
+static msm_tier_t *tier_segment(server_rec *s, apr_size_t bytes,
+                                apr_size_t slot_bytes, int *kept_old)
 {
-    return ap_mutex_register(pconf, STICKY_MUTEX, NULL, APR_LOCK_DEFAULT, 0)
-           == APR_SUCCESS ? OK : !OK;
-}
+    tier_retained_t *kept = ap_retained_data_get(TIER_RETAINED_KEY);
+    const char *why = NULL;
+    msm_tier_t *t;
 
-void msm_sticky_register_hooks(apr_pool_t *p)
-{
-    ap_hook_pre_config(sticky_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    if (kept == NULL) {
+        kept = ap_retained_data_create(TIER_RETAINED_KEY, sizeof(*kept));
+    }
+    *kept_old = 0;
+    if (kept->shm && kept->bytes == bytes && kept->slot_bytes == slot_bytes
+        && (t = msm_tier_attach(apr_shm_baseaddr_get(kept->shm), bytes,
+                                slot_bytes, &why)) != NULL) {
+        *kept_old = 1;
+        return t;
+    }
+    /* A segment of other sizes stays with the old children using it. */
+    if (apr_shm_create(&kept->shm, bytes, NULL, s->process->pool)
+            != APR_SUCCESS) {
+        kept->shm = NULL;
+        return NULL;
+    }
+    kept->bytes = bytes;
+    kept->slot_bytes = slot_bytes;
+    return msm_tier_format(apr_shm_baseaddr_get(kept->shm), bytes,
+                           slot_bytes);
 }
 
 apr_status_t msm_sticky_post_config(apr_pool_t *p, server_rec *s)
 {
-    static const struct ap_socache_hints hints = { 40, 512, 0 };
     msm_server_conf_t *main_conf = ap_get_module_config(s->module_config,
                                                         &msm_module);
-    const char *spec = main_conf->sticky_cache
-        ? main_conf->sticky_cache
-        : MSM_DEFAULT_STICKY_CACHE ":" MSM_DEFAULT_STICKY_CACHE_ARGS;
-    const char *colon = strchr(spec, ':');
-    const char *name = colon ? apr_pstrmemdup(p, spec, colon - spec) : spec;
-    const char *err;
-    apr_status_t rv;
+    apr_size_t bytes = (apr_size_t)(main_conf->sticky_bytes != MSM_UNSET
+                                    ? main_conf->sticky_bytes
+                                    : (apr_int64_t)MSM_TIER_DEFAULT_BYTES);
+    apr_size_t slot_bytes = (apr_size_t)(main_conf->sticky_slot != MSM_UNSET
+                                         ? main_conf->sticky_slot
+                                         : MSM_TIER_DEFAULT_SLOT_BYTES);
+    int kept_old;
 
-    provider = NULL;
-    cache = NULL;
+    tier = NULL;
     if (!any_sticky(s)) {
         return APR_SUCCESS;
     }
-    provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
-                                  AP_SOCACHE_PROVIDER_VERSION);
-    if (provider == NULL) {
+    tier = tier_segment(s, bytes, slot_bytes, &kept_old);
+    if (tier == NULL) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, MSMLOGNO(00150)
-                     "MsmSticky: socache provider '%s' is not loaded "
-                     "(LoadModule socache_%s_module)", name, name);
+                     "cannot create %" APR_SIZE_T_FMT " bytes of shared "
+                     "memory for the sticky tier (MsmStickyCache)", bytes);
         return APR_EGENERAL;
     }
-    err = provider->create(&cache, colon ? colon + 1 : NULL, p, p);
-    if (err) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, MSMLOGNO(00151)
-                     "MsmStickyCache: %s", err);
-        return APR_EGENERAL;
-    }
-    if (provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
-        rv = ap_global_mutex_create(&mutex, NULL, STICKY_MUTEX, NULL, s, p, 0);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-    }
-    rv = provider->init(cache, "msm-sticky", &hints, s, p);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MSMLOGNO(00152)
-                     "cannot initialise the sticky session cache");
-    }
-    return rv;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, MSMLOGNO(00151)
+                 "sticky tier: %u slots of %" APR_SIZE_T_FMT " bytes "
+                 "(sessions up to %" APR_SIZE_T_FMT " bytes), %s",
+                 msm_tier_slots(bytes, slot_bytes), slot_bytes,
+                 msm_tier_payload_max(tier),
+                 kept_old ? "kept from before the restart" : "new");
+    return APR_SUCCESS;
 }
 
-void msm_sticky_child_init(apr_pool_t *p, server_rec *s)
+/* The parent, about once a second: writers that died holding a bucket's
+ * lock (a child killed -9) are noticed by the next writer anyway; this
+ * also covers a dead writer's pid being reused before that. */
+static int sticky_monitor(apr_pool_t *p, server_rec *s)
 {
-    if (mutex) {
-        apr_global_mutex_child_init(&mutex,
-                                    apr_global_mutex_lockfile(mutex), p);
+    if (tier) {
+        msm_tier_recover(tier);
     }
+    return DECLINED;
 }
+
+void msm_sticky_register_hooks(apr_pool_t *p)
+{
+    ap_hook_monitor(sticky_monitor, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+/* ---- entries ---- */
 
 /* ids are validated lowercase hex */
 static int hex_value(char c)
@@ -115,82 +137,25 @@ static int hex_value(char c)
     return c <= '9' ? c - '0' : c - 'a' + 10;
 }
 
-/* shmcb picks its subcache by the key's first byte: a byte of the random
- * id comes first (hex digits alone would reach 16 subcaches at most; a
- * key prefix would put every session in one). */
-static const char *entry_key(const msm_req_t *q, unsigned int *len)
+static void key_of(const msm_req_t *q, const msm_id_t *id,
+                   msm_tier_key_t *key)
 {
-    const char *hex = q->s.id.hex;
-    char *key = apr_pstrcat(q->r->pool, "_", q->sc->store.prefix, hex, NULL);
+    int i;
 
-    key[0] = (char)(hex_value(hex[0]) << 4 | hex_value(hex[1]));
-    *len = (unsigned int)strlen(key + 1) + 1;
-    return key;
-}
-
-static void cache_lock(void)
-{
-    if (mutex) {
-        apr_global_mutex_lock(mutex);
+    key->scope = q->sc->scope;
+    for (i = 0; i < MSM_ID_BYTES; i++) {
+        key->id[i] = (unsigned char)(hex_value(id->hex[2 * i]) << 4
+                                     | hex_value(id->hex[2 * i + 1]));
     }
 }
 
-static void cache_unlock(void)
+static void put(msm_req_t *q, const msm_id_t *id, const msm_copy_meta_t *meta,
+                const char *value, apr_size_t len)
 {
-    if (mutex) {
-        apr_global_mutex_unlock(mutex);
-    }
-}
+    msm_tier_key_t key;
 
-/* The entry of q's session, or NULL. */
-static const sticky_entry_t *entry_get(msm_req_t *q, const char **value,
-                                       apr_size_t *len)
-{
-    unsigned int klen, dlen = STICKY_MAX_ENTRY + sizeof(sticky_entry_t);
-    const char *key = entry_key(q, &klen);
-    unsigned char *data = apr_palloc(q->r->pool, dlen + 1);
-    apr_status_t rv;
-
-    cache_lock();
-    rv = provider->retrieve(cache, q->r->server, (const unsigned char *)key,
-                            klen, data, &dlen, q->r->pool);
-    cache_unlock();
-    if (rv != APR_SUCCESS || dlen < sizeof(sticky_entry_t)
-        || ((sticky_entry_t *)data)->magic != STICKY_MAGIC) {
-        return NULL;
-    }
-    data[dlen] = '\0';
-    *value = (const char *)data + sizeof(sticky_entry_t);
-    *len = dlen - sizeof(sticky_entry_t);
-    return (const sticky_entry_t *)data;
-}
-
-static void entry_put(msm_req_t *q, const char *value, apr_size_t len,
-                      apr_time_t touched_at)
-{
-    unsigned int klen;
-    const char *key = entry_key(q, &klen);
-    apr_size_t dlen = sizeof(sticky_entry_t) + len;
-    unsigned char *data;
-    sticky_entry_t e;
-
-    if (len > STICKY_MAX_ENTRY || !q->s.node) {
-        return;
-    }
-    memset(&e, 0, sizeof(e));
-    e.magic = STICKY_MAGIC;
-    e.written_at = q->s.written_at;
-    e.touched_at = touched_at;
-    apr_cpystrn(e.node, q->s.node->id, sizeof(e.node));
-    data = apr_palloc(q->r->pool, dlen);
-    memcpy(data, &e, sizeof(e));
-    memcpy(data + sizeof(e), value, len);
-    cache_lock();
-    provider->store(cache, q->r->server, (const unsigned char *)key, klen,
-                    apr_time_now()
-                    + apr_time_from_sec(q->sc->store.idle),
-                    data, (unsigned int)dlen, q->r->pool);
-    cache_unlock();
+    key_of(q, id, &key);
+    msm_tier_put(tier, &key, meta, apr_time_now(), value, len);
 }
 
 static int own_route(const msm_req_t *q)
@@ -200,81 +165,90 @@ static int own_route(const msm_req_t *q)
 
 int msm_sticky_get(msm_req_t *q)
 {
-    const sticky_entry_t *e;
-    const char *value;
-    apr_size_t len;
-    apr_time_t now;
+    apr_size_t size = tier ? msm_tier_payload_max(tier) + 1 : 0;
+    msm_tier_key_t key;
+    msm_tier_entry_t e;
+    msm_node_t *node;
+    char *buf;
 
-    if (cache == NULL || !own_route(q)
-        || (e = entry_get(q, &value, &len)) == NULL
-        || strcmp(e->node, q->s.id.node) != 0) {
+    if (tier == NULL || !own_route(q)) {
         return 0;
     }
-    q->s.node = msm_nodes_find(q->sc->store.nodes, q->s.id.node);
-    q->s.value = value;
-    q->s.len = len;
-    q->s.written_at = e->written_at;
+    key_of(q, &q->s.id, &key);
+    buf = apr_palloc(q->r->pool, size);
+    switch (msm_tier_get(tier, &key, q->r->request_time, &e, buf, size)) {
+    case MSM_TIER_DESTROYED:
+        q->s.has_id = 0;
+        q->s.destroyed = 1;
+        return 1;
+    case MSM_TIER_HIT:
+        break;
+    default:
+        return 0;
+    }
+    if ((node = msm_nodes_find(q->sc->store.nodes, e.meta.primary)) == NULL) {
+        return 0;               /* its node is no longer configured */
+    }
+    q->s.node = node;
+    if (strcmp(q->s.id.node, node->id) != 0) {
+        /* an older cookie: the session moved since */
+        apr_cpystrn(q->s.id.node, node->id, sizeof(q->s.id.node));
+        q->s.id_changed = 1;
+    }
+    q->s.value = buf;
+    q->s.len = e.len;
+    q->s.meta = e.meta;
     q->s.cas = 0;
     q->from_local = 1;
     MSM_STAT_INC(q->sc->store.stats, local_hits);
     MSM_STAT_INC(q->sc->store.stats, load_hit);
     /* memcached's copies must outlive a session only read from here. */
-    now = apr_time_now();
-    if (now - e->touched_at >= apr_time_from_sec(q->sc->store.idle) / 4) {
+    if (q->r->request_time - e.touched
+        >= apr_time_from_sec(q->sc->store.idle) / 4) {
         msm_store_keepalive(&q->sc->store, &q->ctx, &q->s);
-        entry_put(q, value, len, now);
+        msm_tier_touch(tier, &key, &e.meta, q->r->request_time);
     }
     return 1;
 }
 
 void msm_sticky_loaded(msm_req_t *q)
 {
-    const sticky_entry_t *e;
-    const char *value;
-    apr_size_t len;
-
-    if (cache == NULL) {
+    if (tier == NULL) {
         return;
     }
     if (!own_route(q)) {
         /* A takeover (or this server's own session coming back after
-         * another served it): the cookie moves to our route, and a local
-         * copy from before is stale. */
-        q->cookie = MSM_COOKIE_SET;
+         * another served it): the cookie moves to our route; the copy just
+         * read is newer than any local one, which the put replaces. */
+        q->s.id_changed = 1;
         if (q->s.id.route[0]) {
             MSM_STAT_INC(q->sc->store.stats, takeovers);
-        }
-        e = entry_get(q, &value, &len);
-        if (e && (e->written_at != q->s.written_at || len != q->s.len
-                  || memcmp(value, q->s.value, len) != 0)) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, MSMLOGNO(00153)
-                          "session %s-%s: local copy was older than "
-                          "memcached's (route %s to %s), replaced",
-                          q->s.id.hex, q->s.id.node, q->s.id.route,
-                          q->sc->route);
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, MSMLOGNO(00153)
+                          "session %s taken over from route %s",
+                          msm_req_tag(q), q->s.id.route);
         }
     }
-    entry_put(q, q->s.value, q->s.len, apr_time_now());
+    put(q, &q->s.id, &q->s.meta, q->s.value, q->s.len);
 }
 
 void msm_sticky_put(msm_req_t *q, const char *value, apr_size_t len)
 {
-    if (cache) {
-        entry_put(q, value, len, apr_time_now());
+    if (tier) {
+        put(q, &q->s.id, &q->s.meta, value, len);
     }
 }
 
-void msm_sticky_remove(msm_req_t *q)
+void msm_sticky_destroyed(msm_req_t *q, const msm_id_t *id,
+                          apr_uint64_t version)
 {
-    unsigned int klen;
-    const char *key;
+    msm_copy_meta_t tomb;
 
-    if (cache == NULL) {
+    if (tier == NULL) {
         return;
     }
-    key = entry_key(q, &klen);
-    cache_lock();
-    provider->remove(cache, q->r->server, (const unsigned char *)key, klen,
-                     q->r->pool);
-    cache_unlock();
+    memset(&tomb, 0, sizeof(tomb));
+    tomb.kind = MSM_COPY_DESTROYED;
+    tomb.version = version;
+    tomb.written = apr_time_now();
+    put(q, id, &tomb, NULL, 0);
 }

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     value[size] = '\0';
     if (msm_id_parse(value, &id)) {
         const char *again = msm_id_cookie_value(pool, &id);
-        const char *key = msm_id_key(pool, MSM_NS_BACKUP, "p:", &id);
+        const char *key = msm_id_key(pool, MSM_NS_LOCK, "p:", &id);
         if (strcmp(again, value) != 0 || strlen(value) > MSM_COOKIE_MAX
             || strlen(id.hex) != MSM_ID_HEX_LEN || !is_key_safe(key)
             || strchr(key, '.') != NULL) {

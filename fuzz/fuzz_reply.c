@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    kind = (msm_mc_reply_kind_e)(data[0] % 5);
+    kind = (msm_mc_reply_kind_e)(data[0] % (MSM_MC_REPLY_META_DELETE + 1));
     buf = (const char *)data + 1;
     size--;
     rv = msm_mc_parse_reply(kind, "k1", buf, size, MAX_VALUE, &reply,

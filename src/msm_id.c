@@ -3,6 +3,7 @@
 #include <string.h>
 #include <apr_general.h>
 #include <apr_strings.h>
+#include <apr_sha1.h>
 
 static const char hexdigits[] = "0123456789abcdef";
 
@@ -116,7 +117,23 @@ char *msm_id_cookie_value(apr_pool_t *p, const msm_id_t *id)
 char *msm_id_key(apr_pool_t *p, const char *ns, const char *prefix,
                  const msm_id_t *id)
 {
-    return apr_pstrcat(p, ns, prefix, id->hex, "-", id->node, NULL);
+    return apr_pstrcat(p, ns, prefix, id->hex, NULL);
+}
+
+void msm_id_tag(const msm_id_t *id, char tag[MSM_ID_TAG_LEN + 1])
+{
+    unsigned char digest[APR_SHA1_DIGESTSIZE];
+    apr_sha1_ctx_t sha;
+    int i;
+
+    apr_sha1_init(&sha);
+    apr_sha1_update(&sha, id->hex, (unsigned int)strlen(id->hex));
+    apr_sha1_final(digest, &sha);
+    for (i = 0; i < MSM_ID_TAG_LEN / 2; i++) {
+        tag[2 * i] = hexdigits[digest[i] >> 4];
+        tag[2 * i + 1] = hexdigits[digest[i] & 0x0f];
+    }
+    tag[MSM_ID_TAG_LEN] = '\0';
 }
 
 unsigned int msm_id_spread(const msm_id_t *id)

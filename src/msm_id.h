@@ -25,10 +25,16 @@ typedef struct msm_id {
     char route[MSM_NAME_MAX + 1];    /* "" when the cookie carries no route */
 } msm_id_t;
 
-/* Key namespaces: the session itself, its backup copy, its lock. */
+/* Key namespaces: the session's copies (the same key on every node: see
+ * msm_copy.h), its lock. */
 #define MSM_NS_SESSION ""
-#define MSM_NS_BACKUP  "bak:"
 #define MSM_NS_LOCK    "lock:"
+
+/* A session's tag in log lines: the id is a credential and is never
+ * logged; the tag is the first 8 hex digits of the SHA-1 of its hex part,
+ * which an operator can compute from a cookie to find its lines
+ * (printf %s <hex> | sha1sum | cut -c1-8). */
+#define MSM_ID_TAG_LEN 8
 
 /* Fills id->hex with fresh random bits; node and route are left empty. */
 apr_status_t msm_id_generate(msm_id_t *id);
@@ -46,9 +52,13 @@ const char *msm_key_prefix_check(const char *prefix);
 /* "<hex>-<node>" plus ".<route>" when id->route is set. */
 char *msm_id_cookie_value(apr_pool_t *p, const msm_id_t *id);
 
-/* "<ns><prefix><hex>-<node>": the route never takes part in a key. */
+/* "<ns><prefix><hex>": neither node nor route takes part in a key; the
+ * node is where the primary copy is, not what the session is. */
 char *msm_id_key(apr_pool_t *p, const char *ns, const char *prefix,
                  const msm_id_t *id);
+
+/* The log tag of id (see MSM_ID_TAG_LEN), NUL-terminated. */
+void msm_id_tag(const msm_id_t *id, char tag[MSM_ID_TAG_LEN + 1]);
 
 /* 16 bits of the random part, to spread new sessions over nodes
  * without asking for more randomness. */

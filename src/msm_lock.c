@@ -263,6 +263,25 @@ apr_status_t msm_lock_acquire(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     return rv;
 }
 
+/* Deletes the lock, nobody waiting, as read with cas: only if it is still
+ * the same item (memcached's compare-and-delete, "md <key> C<cas>"). A
+ * server without meta commands (twemproxy, yrmcds) gets a plain delete:
+ * there, if the lock expires and another request takes it between our
+ * read and the delete, that request's lock is deleted (README,
+ * "Locking"). */
+static apr_status_t release_unqueued(const msm_store_conf_t *c,
+                                     msm_store_ctx_t *ctx, msm_lock_t *lock,
+                                     apr_uint64_t cas)
+{
+    apr_status_t rv = msm_store_node_delete_cas(c, ctx, lock->node, lock->key,
+                                                cas);
+
+    if (rv == APR_ENOTIMPL) {
+        rv = msm_store_node_delete(c, ctx, lock->node, lock->key);
+    }
+    return rv;
+}
+
 apr_status_t msm_lock_release(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                               msm_lock_t *lock)
 {
@@ -285,7 +304,11 @@ apr_status_t msm_lock_release(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         }
         rest = msm_lock_value_without(ctx->pool, item.value, lock->token);
         if (*rest == '\0') {
-            return msm_store_node_delete(c, ctx, lock->node, lock->key);
+            rv = release_unqueued(c, ctx, lock, item.cas);
+            if (rv != APR_EEXIST) {
+                return rv;
+            }
+            continue;           /* a waiter joined meanwhile: look again */
         }
         /* Hand it to the first waiter, with a fresh expiry. EXISTS: a
          * waiter joined meanwhile; look again. */

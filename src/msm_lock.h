@@ -5,7 +5,9 @@
  * to the request and an expiry, so a crashed holder frees it eventually.
  * Release deletes it only while it still holds our token: a request that
  * outlived its lock must not delete the lock of the request that took it
- * over.
+ * over. The delete is a compare-and-delete (memcached's meta "md" with the
+ * cas read), so the lock cannot change hands between the check and the
+ * delete; servers without meta commands get gets + delete.
  *
  * Waiters queue in the lock's value: "<holder> <waiter1> <waiter2> ...",
  * each appending its token (and "-<token>" when it gives up: waiters only
@@ -16,7 +18,7 @@
  * plain retry loop lets newcomers, which retry sooner, starve the requests
  * that have waited longest. The next waiter in line polls every 5 ms, the
  * others back off (5 ms doubling to 100 ms, jittered). An uncontended lock
- * costs add + gets + delete, as before. */
+ * costs add + gets + md (or delete). */
 #ifndef MSM_LOCK_H
 #define MSM_LOCK_H
 

@@ -15,7 +15,8 @@
 #define BUF_KEEP       (64 * 1024)   /* larger buffers are not kept idle */
 #define TIMEO_SLACK    1000          /* µs: when SO_*TIMEO needs no reset */
 
-enum { GATS_UNKNOWN = 0, GATS_YES, GATS_NO };
+/* What a server turned out to know: gats, meta commands. */
+enum { KNOWN_UNKNOWN = 0, KNOWN_YES, KNOWN_NO };
 
 /* ------------------------------------------------------------------ */
 /* Reply parser                                                        */
@@ -122,6 +123,9 @@ static int parse_status_line(msm_mc_reply_kind_e kind, const char *line,
         { MSM_MC_REPLY_DELETE, "NOT_FOUND", MSM_MC_R_NOT_FOUND },
         { MSM_MC_REPLY_TOUCH, "TOUCHED", MSM_MC_R_TOUCHED },
         { MSM_MC_REPLY_TOUCH, "NOT_FOUND", MSM_MC_R_NOT_FOUND },
+        { MSM_MC_REPLY_META_DELETE, "HD", MSM_MC_R_DELETED },
+        { MSM_MC_REPLY_META_DELETE, "NF", MSM_MC_R_NOT_FOUND },
+        { MSM_MC_REPLY_META_DELETE, "EX", MSM_MC_R_EXISTS },
     };
     apr_size_t i;
 
@@ -154,9 +158,14 @@ static apr_status_t parse_value(const char *key, const char *buf,
     if (nf < 4 || fl[0] != 5 || memcmp(f[0], "VALUE", 5) != 0
         || key == NULL || fl[1] != strlen(key) || memcmp(f[1], key, fl[1]) != 0
         || !parse_u64(f[2], fl[2], 0xffffffffu, &flags)
-        || !parse_u64(f[3], fl[3], (apr_uint64_t)max_value, &bytes)
+        || !parse_u64(f[3], fl[3], MSM_MC_ITEM_MAX, &bytes)
         || (nf == 5 && !parse_u64(f[4], fl[4], APR_UINT64_MAX, &cas))) {
         return MSM_MC_EPROTO;
+    }
+    if (bytes > max_value) {
+        /* A real item, only larger than this client reads (another server
+         * may allow more): the node is fine, the connection is not. */
+        return MSM_MC_ETOOBIG;
     }
     data_at = line_len + 2;
     end_at = data_at + (apr_size_t)bytes;
@@ -240,14 +249,16 @@ struct msm_mc_server {
 #if APR_HAS_THREADS
     apr_thread_mutex_t *lock;
 #endif
-    volatile apr_uint32_t gats;     /* GATS_UNKNOWN, GATS_YES, GATS_NO */
+    volatile apr_uint32_t gats;     /* KNOWN_UNKNOWN, KNOWN_YES, KNOWN_NO */
+    volatile apr_uint32_t meta;     /* the same for meta commands (md) */
     msm_mc_observer_t observer;
 };
 
 int msm_mc_node_failed(apr_status_t rv)
 {
     return rv != APR_SUCCESS && rv != APR_NOTFOUND && rv != APR_EEXIST
-        && rv != MSM_MC_EREPLY && rv != MSM_MC_ETOOBIG && rv != APR_EINVAL;
+        && rv != MSM_MC_EREPLY && rv != MSM_MC_ETOOBIG && rv != APR_EINVAL
+        && rv != APR_ENOTIMPL;
 }
 
 /* The idle connections' buffers are malloc'ed: free them with the pool.
@@ -697,11 +708,13 @@ static apr_status_t get_then_touch(msm_mc_server_t *s, apr_pool_t *p,
     return rv;
 }
 
-static void mark_no_gats(msm_mc_server_t *s)
+/* Records that the server lacks a command; the observer hears it once. */
+static void mark_unknown_command(msm_mc_server_t *s, volatile apr_uint32_t *known,
+                                 void (*tell)(void *baton))
 {
-    if (apr_atomic_cas32(&s->gats, GATS_NO, GATS_UNKNOWN) == GATS_UNKNOWN
-        && s->observer.no_gat) {
-        s->observer.no_gat(s->observer.baton);
+    if (apr_atomic_cas32(known, KNOWN_NO, KNOWN_UNKNOWN) == KNOWN_UNKNOWN
+        && tell) {
+        tell(s->observer.baton);
     }
 }
 
@@ -716,12 +729,12 @@ apr_status_t msm_mc_get_touch(msm_mc_server_t *s, apr_pool_t *p,
     if (!key_is_valid(key)) {
         return APR_EINVAL;
     }
-    if (gats == GATS_NO) {
+    if (gats == KNOWN_NO) {
         return get_then_touch(s, p, key, exptime, item);
     }
     apr_snprintf(line, sizeof(line), "gats %u %s\r\n", exptime, key);
     rv = retrieve(s, p, line, key, item);
-    if (gats == GATS_YES) {
+    if (gats == KNOWN_YES) {
         return rv;
     }
     /* First gats on this server: yrmcds answers ERROR, twemproxy closes
@@ -729,12 +742,12 @@ apr_status_t msm_mc_get_touch(msm_mc_server_t *s, apr_pool_t *p,
     if (rv == MSM_MC_EREPLY || rv == APR_EOF) {
         apr_status_t frv = get_then_touch(s, p, key, exptime, item);
         if (!msm_mc_node_failed(frv) && frv != MSM_MC_EREPLY) {
-            mark_no_gats(s);
+            mark_unknown_command(s, &s->gats, s->observer.no_gat);
         }
         return frv;
     }
     if (!msm_mc_node_failed(rv)) {
-        apr_atomic_cas32(&s->gats, GATS_YES, GATS_UNKNOWN);
+        apr_atomic_cas32(&s->gats, KNOWN_YES, KNOWN_UNKNOWN);
     }
     return rv;
 }
@@ -790,6 +803,37 @@ apr_status_t msm_mc_delete(msm_mc_server_t *s, const char *key)
 
     apr_snprintf(line, sizeof(line), "delete %s\r\n", key);
     return simple_command(s, MSM_MC_REPLY_DELETE, key, line);
+}
+
+apr_status_t msm_mc_delete_cas(msm_mc_server_t *s, const char *key,
+                              apr_uint64_t cas)
+{
+    char line[MSM_MC_KEY_MAX + 48];
+    apr_uint32_t meta = apr_atomic_read32(&s->meta);
+    apr_status_t rv;
+    char *version;
+
+    if (meta == KNOWN_NO) {
+        return APR_ENOTIMPL;
+    }
+    apr_snprintf(line, sizeof(line), "md %s C%" APR_UINT64_T_FMT "\r\n", key,
+                 cas);
+    rv = simple_command(s, MSM_MC_REPLY_META_DELETE, key, line);
+    if (meta == KNOWN_YES) {
+        return rv;
+    }
+    /* First md on this server: yrmcds answers ERROR; twemproxy closes the
+     * connection, which a server that is up answers "version" after. */
+    if (rv == MSM_MC_EREPLY
+        || (rv == APR_EOF
+            && msm_mc_version(s, s->pool, &version) == APR_SUCCESS)) {
+        mark_unknown_command(s, &s->meta, s->observer.no_meta);
+        return APR_ENOTIMPL;
+    }
+    if (!msm_mc_node_failed(rv)) {
+        apr_atomic_cas32(&s->meta, KNOWN_YES, KNOWN_UNKNOWN);
+    }
+    return rv;
 }
 
 apr_status_t msm_mc_touch(msm_mc_server_t *s, const char *key,

@@ -24,8 +24,11 @@ typedef struct msm_mc_server msm_mc_server_t;
  *   APR_EEXIST     NOT_STORED (add) or EXISTS (cas)
  *   MSM_MC_EREPLY  the server answered ERROR/CLIENT_ERROR/SERVER_ERROR:
  *                  it is alive but refused this request
- *   MSM_MC_ETOOBIG the value is larger than the server's max_value; nothing
- *                  was sent
+ *   MSM_MC_ETOOBIG a value to store is larger than max_value (nothing was
+ *                  sent), or the item read is (it was not read; the
+ *                  connection is closed, the node is not at fault)
+ *   APR_ENOTIMPL   the server does not know the command (meta commands on
+ *                  twemproxy or yrmcds); nothing changed
  *   APR_EINVAL     a key memcached cannot take; nothing was sent
  *   anything else  the node failed: connect, timeout, I/O or a malformed
  *                  reply (use msm_mc_node_failed()) */
@@ -34,6 +37,8 @@ typedef struct msm_mc_server msm_mc_server_t;
 #define MSM_MC_EPROTO  (APR_OS_START_USERERR + 703)
 
 #define MSM_MC_KEY_MAX 250
+/* memcached's largest item (-I 1024m): a longer VALUE is not memcached. */
+#define MSM_MC_ITEM_MAX (1024u * 1024u * 1024u)
 
 int msm_mc_node_failed(apr_status_t rv);
 
@@ -52,10 +57,12 @@ typedef enum {
 } msm_mc_store_mode_e;
 
 /* Called after every operation with its outcome and duration (for
- * statistics), and once when the server turns out not to know gats. */
+ * statistics), and once when the server turns out not to know gats, or
+ * meta commands. Any member may be NULL. */
 typedef struct msm_mc_observer {
     void (*op_done)(void *baton, apr_status_t rv, apr_interval_time_t took);
     void (*no_gat)(void *baton);
+    void (*no_meta)(void *baton);
     void *baton;
 } msm_mc_observer_t;
 
@@ -87,6 +94,13 @@ apr_status_t msm_mc_store(msm_mc_server_t *s, msm_mc_store_mode_e mode,
  * reject. */
 apr_status_t msm_mc_delete(msm_mc_server_t *s, const char *key);
 
+/* Compare-and-delete ("md <key> C<cas>", memcached >= 1.6): deletes the
+ * key only while its cas is still cas. APR_SUCCESS: deleted; APR_EEXIST:
+ * it changed; APR_NOTFOUND: gone; APR_ENOTIMPL: the server has no meta
+ * commands (found out once: twemproxy, yrmcds), nothing was deleted. */
+apr_status_t msm_mc_delete_cas(msm_mc_server_t *s, const char *key,
+                               apr_uint64_t cas);
+
 apr_status_t msm_mc_touch(msm_mc_server_t *s, const char *key,
                           apr_uint32_t exptime);
 
@@ -103,7 +117,8 @@ typedef enum {
     MSM_MC_REPLY_STORAGE,     /* set, add, cas */
     MSM_MC_REPLY_DELETE,
     MSM_MC_REPLY_TOUCH,
-    MSM_MC_REPLY_VERSION
+    MSM_MC_REPLY_VERSION,
+    MSM_MC_REPLY_META_DELETE  /* md: HD, NF, EX */
 } msm_mc_reply_kind_e;
 
 typedef enum {
@@ -124,8 +139,10 @@ typedef struct msm_mc_reply {
 /* Parses one whole reply of the given kind from buf[0..len).
  * APR_SUCCESS: *reply is set and *consumed says how many bytes it took;
  * APR_INCOMPLETE: more bytes are needed; MSM_MC_EPROTO: the bytes are not a
- * reply to this request (wrong key, bad numbers, value over max_value, ...)
- * and the connection must be dropped. key is the key asked for (retrievals
+ * reply to this request (wrong key, bad numbers, ...) and the connection
+ * must be dropped; MSM_MC_ETOOBIG: a well-formed VALUE header announces
+ * more than max_value bytes (the connection must be dropped too, but the
+ * server is not at fault). key is the key asked for (retrievals
  * only): a VALUE for any other key is a protocol error. */
 apr_status_t msm_mc_parse_reply(msm_mc_reply_kind_e kind, const char *key,
                                 const char *buf, apr_size_t len,

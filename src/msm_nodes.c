@@ -61,6 +61,10 @@ const char *msm_nodes_parse(apr_pool_t *p, int argc, char *const argv[],
     if (argc < 1) {
         return "needs at least one id:host:port";
     }
+    if (argc > MSM_NODES_MAX) {
+        return apr_psprintf(p, "lists %d nodes; at most %d are supported",
+                            argc, MSM_NODES_MAX);
+    }
     nodes->node = apr_pcalloc(p, sizeof(msm_node_t) * (apr_size_t)argc);
     nodes->count = argc;
     for (i = 0; i < argc; i++) {
@@ -132,7 +136,6 @@ msm_nodes_t *msm_nodes_clone(apr_pool_t *p, const msm_nodes_t *nodes)
         copy->node[i].shared = NULL;
         copy->node[i].mc = NULL;
     }
-    copy->all_dead_logged = NULL;
     return copy;
 }
 
@@ -148,23 +151,113 @@ msm_node_t *msm_nodes_find(const msm_nodes_t *nodes, const char *id)
     return NULL;
 }
 
-apr_size_t msm_nodes_shared_size(const msm_nodes_t *nodes)
+/* FNV-1a: the scope only tells configurations apart, and no client
+ * chooses what it hashes. */
+static apr_uint64_t fnv1a(apr_uint64_t h, const char *s, apr_size_t n)
 {
-    return APR_ALIGN_DEFAULT(sizeof(apr_uint64_t))
-        + sizeof(msm_node_shared_t) * (apr_size_t)nodes->count;
+    while (n--) {
+        h ^= (unsigned char)*s++;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
 }
 
-void msm_nodes_attach_shared(msm_nodes_t *nodes, void *mem)
+apr_uint64_t msm_nodes_scope(const msm_nodes_t *nodes, const char *prefix)
 {
-    msm_node_shared_t *slots;
+    apr_uint64_t h = fnv1a(0xcbf29ce484222325ULL, prefix, strlen(prefix) + 1);
     int i;
 
-    nodes->all_dead_logged = mem;
-    slots = (msm_node_shared_t *)((char *)mem
-                                  + APR_ALIGN_DEFAULT(sizeof(apr_uint64_t)));
+    /* The resolved address: two spellings of one server share its keys. */
     for (i = 0; i < nodes->count; i++) {
-        nodes->node[i].shared = &slots[i];
+        const msm_node_t *n = &nodes->node[i];
+        char ip[64] = "", addr[300];
+        int len;
+
+        if (n->addr) {
+            apr_sockaddr_ip_getbuf(ip, sizeof(ip), n->addr);
+        }
+        len = apr_snprintf(addr, sizeof(addr), "%s:%u", ip[0] ? ip : n->host,
+                           (unsigned)n->port);
+        h = fnv1a(h, addr, (apr_size_t)len + 1);
     }
+    return h;
+}
+
+/* ---- the health table ---- */
+
+#define HEALTH_MAGIC 0x4d534d48u    /* "MSMH" */
+#define ADDR_KEY_MAX 280            /* "host:port", host up to 255 */
+
+typedef struct health_slot {
+    char addr[ADDR_KEY_MAX];
+    msm_node_shared_t shared;
+} health_slot_t;
+
+typedef struct health_table {
+    apr_uint32_t magic;
+    apr_uint32_t capacity;
+    apr_uint32_t used;
+    health_slot_t slot[1];
+} health_table_t;
+
+apr_size_t msm_health_size(int capacity)
+{
+    return APR_OFFSETOF(health_table_t, slot)
+        + sizeof(health_slot_t) * (apr_size_t)(capacity > 0 ? capacity : 1);
+}
+
+void msm_health_format(void *mem, int capacity)
+{
+    health_table_t *t = mem;
+
+    memset(mem, 0, msm_health_size(capacity));
+    t->magic = HEALTH_MAGIC;
+    t->capacity = (apr_uint32_t)capacity;
+}
+
+int msm_health_capacity(const void *mem)
+{
+    const health_table_t *t = mem;
+
+    return t && t->magic == HEALTH_MAGIC ? (int)t->capacity : 0;
+}
+
+static msm_node_shared_t *health_slot(health_table_t *t, const char *addr)
+{
+    apr_uint32_t i;
+
+    for (i = 0; i < t->used; i++) {
+        if (strcmp(t->slot[i].addr, addr) == 0) {
+            return &t->slot[i].shared;
+        }
+    }
+    if (t->used == t->capacity) {
+        return NULL;
+    }
+    apr_cpystrn(t->slot[t->used].addr, addr, ADDR_KEY_MAX);
+    return &t->slot[t->used++].shared;
+}
+
+const char *msm_nodes_attach_health(msm_nodes_t *nodes, void *mem)
+{
+    int i;
+
+    for (i = 0; i < nodes->count; i++) {
+        msm_node_t *n = &nodes->node[i];
+        char addr[ADDR_KEY_MAX];
+
+        apr_snprintf(addr, sizeof(addr), "%s:%u", n->host, (unsigned)n->port);
+        if ((n->shared = health_slot(mem, addr)) == NULL) {
+            return "the node health table is full";
+        }
+    }
+    return NULL;
+}
+
+apr_time_t msm_node_last_failure(const msm_node_t *n)
+{
+    return (apr_time_t)apr_atomic_read64(
+        (volatile apr_uint64_t *)&n->shared->last_failure);
 }
 
 int msm_node_is_live(const msm_node_t *n)
@@ -225,6 +318,7 @@ msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
         return MSM_NODE_UNCHANGED;
     }
     apr_atomic_inc64(&sh->errors);
+    apr_atomic_set64(&sh->last_failure, (apr_uint64_t)now);
     if (rv == APR_TIMEUP) {
         apr_atomic_inc64(&sh->timeouts);
     }
@@ -302,13 +396,41 @@ msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
     return NULL;
 }
 
-int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now)
+void msm_node_learn_failure(msm_node_t *n, apr_time_t t)
 {
-    apr_uint64_t last = apr_atomic_read64(nodes->all_dead_logged);
+    volatile apr_uint64_t *at = &n->shared->last_failure;
+    apr_uint64_t seen = apr_atomic_read64(at);
 
-    if (last != 0 && (apr_uint64_t)now < last + (apr_uint64_t)nodes->retry) {
+    while (seen < (apr_uint64_t)t) {
+        apr_uint64_t was = apr_atomic_cas64(at, (apr_uint64_t)t, seen);
+        if (was == seen) {
+            return;
+        }
+        seen = was;
+    }
+}
+
+/* One caller per interval: the one whose cas moves the time on. */
+static int once_per(volatile apr_uint64_t *last_at,
+                    apr_interval_time_t interval, apr_time_t now)
+{
+    apr_uint64_t last = apr_atomic_read64(last_at);
+
+    if (last != 0 && (apr_uint64_t)now < last + (apr_uint64_t)interval) {
         return 0;
     }
-    return apr_atomic_cas64(nodes->all_dead_logged, (apr_uint64_t)now, last)
-           == last;
+    return apr_atomic_cas64(last_at, (apr_uint64_t)now, last) == last;
+}
+
+/* The first node's slot holds the list's throttles. */
+int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
+                        apr_time_t now)
+{
+    return once_per(&nodes->node[0].shared->learn_at, interval, now);
+}
+
+int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now)
+{
+    return once_per(&nodes->node[0].shared->all_dead_logged, nodes->retry,
+                    now);
 }

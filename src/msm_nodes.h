@@ -16,12 +16,17 @@
 extern const apr_interval_time_t msm_latency_bounds[MSM_LATENCY_BUCKETS];
 
 /* The part of a node that lives in shared memory: every child sees the same
- * health and counters. Written with atomics only. */
+ * health and counters. Written with atomics only. One per memcached
+ * address, in a table that outlives graceful restarts (msm_health_*). */
 typedef struct msm_node_shared {
     volatile apr_uint32_t dead;
     volatile apr_uint32_t no_gats;      /* logged that gats is unknown */
+    volatile apr_uint32_t no_meta;      /* logged that md is unknown */
     volatile apr_uint64_t retry_at;     /* apr_time_t: next probe when dead */
     volatile apr_uint64_t since;        /* apr_time_t of the last change */
+    volatile apr_uint64_t last_failure; /* apr_time_t of the last failed op */
+    volatile apr_uint64_t all_dead_logged;  /* see msm_nodes_all_dead_log_due */
+    volatile apr_uint64_t learn_at;     /* see msm_nodes_learn_due */
     volatile apr_uint64_t ops;
     volatile apr_uint64_t errors;
     volatile apr_uint64_t timeouts;
@@ -46,8 +51,10 @@ typedef struct msm_nodes {
     apr_interval_time_t retry;  /* MsmNodeRetry */
     apr_interval_time_t timeout;    /* MsmOperationTimeout */
     apr_size_t max_value;       /* MsmMaxSessionSize */
-    volatile apr_uint64_t *all_dead_logged;  /* shared: throttles a warning */
 } msm_nodes_t;
+
+/* MsmNodes lists at most this many nodes. */
+#define MSM_NODES_MAX 32
 
 /* What msm_node_usable() says about a node now. */
 typedef enum {
@@ -82,13 +89,32 @@ msm_nodes_t *msm_nodes_clone(apr_pool_t *p, const msm_nodes_t *nodes);
 
 msm_node_t *msm_nodes_find(const msm_nodes_t *nodes, const char *id);
 
-/* Bytes of shared memory for the nodes, and handing it out. */
-apr_size_t msm_nodes_shared_size(const msm_nodes_t *nodes);
-void msm_nodes_attach_shared(msm_nodes_t *nodes, void *mem);
+/* What sessions a server shares with others: a hash of the node addresses
+ * (in order) and the key prefix. Two servers with the same scope read and
+ * write the same memcached keys. */
+apr_uint64_t msm_nodes_scope(const msm_nodes_t *nodes, const char *prefix);
+
+/* The health table: one slot per memcached address ("host:port"), in a
+ * block of shared memory that the caller keeps across graceful restarts,
+ * so that a new generation of children knows which nodes failed and when
+ * (msm_node_last_failure). Formatted once; slots are claimed in
+ * post_config, by the parent alone. */
+apr_size_t msm_health_size(int capacity);
+void msm_health_format(void *mem, int capacity);
+/* The capacity of a formatted table, 0 if mem is not one. */
+int msm_health_capacity(const void *mem);
+/* Points every node at its address's slot (claiming free slots); NULL, or
+ * an error text when the table is full. */
+const char *msm_nodes_attach_health(msm_nodes_t *nodes, void *mem);
 
 msm_node_use_e msm_node_usable(msm_node_t *n, apr_interval_time_t retry,
                                apr_time_t now);
 int msm_node_is_live(const msm_node_t *n);
+
+/* When an operation on n last failed (0: never, as far as this server
+ * knows): a copy written before then may have been superseded on another
+ * node while n was unreachable. */
+apr_time_t msm_node_last_failure(const msm_node_t *n);
 
 /* Records the outcome of an operation (rv as from msm_mc_*). */
 msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
@@ -110,6 +136,15 @@ msm_node_t *msm_nodes_pick_new(msm_nodes_t *nodes, unsigned int spread,
 msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
                                             const msm_node_t *from, int *pos,
                                             apr_time_t now);
+
+/* Raises n's last failure to t if t is later (a failure another server
+ * saw, see msm_store.c "failures seen elsewhere"). */
+void msm_node_learn_failure(msm_node_t *n, apr_time_t t);
+
+/* 1 if the caller should read the failures other servers published now
+ * (at most once per interval across all children). */
+int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
+                        apr_time_t now);
 
 /* 1 if the caller should log "all nodes are dead" now (at most once per
  * retry interval across all children). */

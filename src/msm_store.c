@@ -3,23 +3,29 @@
 #include <string.h>
 #include <apr_strings.h>
 
-/* Deferred work, run after the response (or at once without MsmBackupAsync). */
+/* How often a conditional write reads again after losing a race (another
+ * request wrote in between): each round some request's write landed. */
+#define PUT_ROUNDS 8
+
+/* Deferred work, run after the response (or at once without
+ * MsmBackupAsync). */
 typedef enum {
-    LATER_BACKUP_SET,           /* write the backup of a session */
-    LATER_DELETE,               /* delete a key on one node */
-    LATER_BACKUP_DELETE,        /* delete a session's backup */
+    LATER_BACKUP,               /* the backup copy of a write */
+    LATER_REPAIR,               /* overwrite an older copy on one node */
     LATER_REFRESH,              /* re-write primary (cas) and backup */
     LATER_KEEPALIVE             /* sticky: touch primary and backup */
 } later_kind_e;
 
 typedef struct msm_later {
     later_kind_e kind;
-    msm_node_t *node;
-    msm_id_t id;
+    msm_node_t *node;           /* REPAIR: the node to write; otherwise the
+                                 * primary's node */
     const char *key;
-    const char *value;
+    msm_copy_meta_t meta;
+    const char *payload;
     apr_size_t len;
-    apr_uint64_t cas;
+    apr_uint64_t cas;           /* REFRESH: of the primary copy */
+    int fresh;                  /* BACKUP of a new id: nothing is there */
 } msm_later_t;
 
 static void store_log(msm_store_ctx_t *ctx, int level, apr_status_t rv,
@@ -37,6 +43,15 @@ static void store_log(msm_store_ctx_t *ctx, int level, apr_status_t rv,
     va_start(ap, fmt);
     ctx->log(ctx->log_baton, level, rv, apr_pvsprintf(ctx->pool, fmt, ap));
     va_end(ap);
+}
+
+/* Session ids are credentials: log lines carry their tag. */
+static const char *tag_of(msm_store_ctx_t *ctx, const msm_id_t *id)
+{
+    char *tag = apr_palloc(ctx->pool, MSM_ID_TAG_LEN + 1);
+
+    msm_id_tag(id, tag);
+    return tag;
 }
 
 void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
@@ -61,6 +76,7 @@ static void node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
     switch (msm_node_report(n, rv, c->nodes->retry, now - started, now)) {
     case MSM_NODE_WENT_DOWN:
+        ctx->went_down = 1;
         store_log(ctx, MSM_LOG_WARNING, rv, "MSM00101: memcached node %s "
                   "(%s:%d) is down; skipped, tried again every %ld s",
                   n->id, n->host, n->port, retry);
@@ -117,8 +133,7 @@ static msm_node_t *pick_new(const msm_store_conf_t *c,
     return n && !failed_here(ctx, n) ? n : NULL;
 }
 
-/* The next node after "from" that may hold its backup (all nodes when from
- * is NULL); NULL at the end. */
+/* The next node after "from" that may hold its backup; NULL at the end. */
 static msm_node_t *next_backup(const msm_store_conf_t *c,
                                const msm_store_ctx_t *ctx,
                                const msm_node_t *from, int *pos)
@@ -157,8 +172,7 @@ apr_status_t msm_store_node_store(const msm_store_conf_t *c,
                                   apr_uint32_t exptime, apr_uint64_t cas)
 {
     apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_store(n->mc, mode, key, value, len,
-                                   (apr_uint32_t)apr_time_sec(t0), exptime,
+    apr_status_t rv = msm_mc_store(n->mc, mode, key, value, len, 0, exptime,
                                    cas);
 
     node_done(c, ctx, n, rv, t0);
@@ -176,63 +190,191 @@ apr_status_t msm_store_node_delete(const msm_store_conf_t *c,
     return rv;
 }
 
+apr_status_t msm_store_node_delete_cas(const msm_store_conf_t *c,
+                                       msm_store_ctx_t *ctx, msm_node_t *n,
+                                       const char *key, apr_uint64_t cas)
+{
+    apr_time_t t0 = apr_time_now();
+    apr_status_t rv = msm_mc_delete_cas(n->mc, key, cas);
+
+    node_done(c, ctx, n, rv, t0);
+    return rv;
+}
+
+apr_status_t msm_store_node_touch(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_node_t *n,
+                                  const char *key, apr_uint32_t exptime)
+{
+    apr_time_t t0 = apr_time_now();
+    apr_status_t rv = msm_mc_touch(n->mc, key, exptime);
+
+    node_done(c, ctx, n, rv, t0);
+    return rv;
+}
+
 static int backup_on(const msm_store_conf_t *c)
 {
     return c->backup && c->nodes->count > 1;
 }
 
-/* A backup outlives its primary: it is written with twice the idle time
- * and re-written once half the idle time has passed (see maybe_refresh). */
-static apr_uint32_t backup_exptime(const msm_store_conf_t *c)
+/* A primary copy lives MsmIdleTimeout, sliding with every read. Any other
+ * copy lives twice that (reads do not refresh it; see maybe_refresh), and
+ * so does a tombstone: it must outlive every copy it stands against. */
+static apr_uint32_t twice_idle(const msm_store_conf_t *c)
 {
-    return c->idle * 2;
+    return c->idle > MSM_EXPTIME_MAX / 2 ? MSM_EXPTIME_MAX : c->idle * 2;
+}
+
+static apr_uint32_t copy_exptime(const msm_store_conf_t *c,
+                                 const msm_copy_meta_t *meta,
+                                 const msm_node_t *n)
+{
+    return meta->kind == MSM_COPY_SESSION && strcmp(meta->primary, n->id) == 0
+           ? c->idle : twice_idle(c);
 }
 
 static char *key_of(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                    const char *ns, const msm_id_t *id)
+                    const msm_id_t *id)
 {
-    return msm_id_key(ctx->pool, ns, c->prefix, id);
+    return msm_id_key(ctx->pool, MSM_NS_SESSION, c->prefix, id);
+}
+
+static void meta_init(msm_copy_meta_t *m, char kind, apr_uint64_t version,
+                      const msm_node_t *primary)
+{
+    memset(m, 0, sizeof(*m));
+    m->kind = kind;
+    m->version = version;
+    m->written = apr_time_now();
+    if (primary) {
+        apr_cpystrn(m->primary, primary->id, sizeof(m->primary));
+    }
+}
+
+/* ---- copies on nodes ---- */
+
+/* Reads the copy n holds into *seen (MSM_SEEN_FAILED when n failed). */
+static apr_status_t observe(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                            msm_node_t *n, const char *key, int touch,
+                            msm_seen_t *seen)
+{
+    msm_mc_item_t item;
+    apr_status_t rv = msm_store_node_get(c, ctx, n, key, touch, &item);
+
+    memset(seen, 0, sizeof(*seen));
+    if (rv == APR_SUCCESS) {
+        msm_copy_decode(item.value, item.len, seen);
+        seen->cas = item.cas;
+        if (seen->what == MSM_SEEN_CORRUPT) {
+            store_log(ctx, MSM_LOG_INFO, 0, "MSM00108: node %s holds an item "
+                      "under a session key that is not a mod_msm copy "
+                      "(ignored, and replaced by the next write)", n->id);
+        }
+    }
+    else {
+        seen->what = rv == APR_NOTFOUND ? MSM_SEEN_NONE
+                   : rv == MSM_MC_ETOOBIG ? MSM_SEEN_TOOBIG : MSM_SEEN_FAILED;
+    }
+    return rv;
+}
+
+/* Puts a copy on n the way msm_decide_write says, reading first when what
+ * n holds is not known (*seen MSM_SEEN_FAILED), and again after losing a
+ * race. *seen ends as what n holds: the copy written, or the one that
+ * made the write unnecessary. APR_SUCCESS (written, or n holds it or a
+ * newer copy), MSM_STORE_GONE (the id is destroyed), MSM_MC_ETOOBIG, or a
+ * node failure. */
+static apr_status_t put_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                             msm_node_t *n, const char *key,
+                             msm_write_mode_e mode, msm_copy_meta_t *meta,
+                             const char *payload, apr_size_t len,
+                             msm_seen_t *seen)
+{
+    int round;
+
+    for (round = 0; round < PUT_ROUNDS; round++) {
+        msm_mc_store_mode_e how = MSM_MC_SET;
+        apr_size_t vlen;
+        const char *value;
+        apr_status_t rv;
+
+        if (seen->what == MSM_SEEN_FAILED && mode != MSM_WRITE_TOMBSTONE) {
+            rv = observe(c, ctx, n, key, 0, seen);
+            if (msm_mc_node_failed(rv)) {
+                return rv;
+            }
+        }
+        switch (msm_decide_write(mode, seen, meta)) {
+        case MSM_DO_DROP:
+            return MSM_STORE_GONE;
+        case MSM_DO_NOTHING:
+            return seen->what == MSM_SEEN_TOOBIG ? MSM_MC_ETOOBIG
+                                                 : APR_SUCCESS;
+        case MSM_DO_ADD:
+            how = MSM_MC_ADD;
+            break;
+        case MSM_DO_CAS:
+            how = MSM_MC_CAS;
+            break;
+        case MSM_DO_SET:
+            break;
+        }
+        value = msm_copy_encode(ctx->pool, meta, payload, len, &vlen);
+        rv = msm_store_node_store(c, ctx, n, how, key, value, vlen,
+                                  copy_exptime(c, meta, n), seen->cas);
+        if (rv == APR_SUCCESS) {
+            memset(seen, 0, sizeof(*seen));
+            seen->what = MSM_SEEN_COPY;
+            seen->meta = *meta;
+            seen->payload = meta->kind == MSM_COPY_SESSION ? payload : "";
+            seen->len = meta->kind == MSM_COPY_SESSION ? len : 0;
+            return APR_SUCCESS;
+        }
+        if (rv != APR_EEXIST && rv != APR_NOTFOUND) {
+            return rv;
+        }
+        seen->what = MSM_SEEN_FAILED;   /* it changed: look again */
+    }
+    store_log(ctx, MSM_LOG_WARNING, 0, "MSM00112: node %s: a session copy "
+              "changed %d times while this request wrote it; not written",
+              n->id, PUT_ROUNDS);
+    return APR_EGENERAL;
 }
 
 /* ---- deferred work ---- */
 
-static void later_add(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                      const msm_later_t *op);
+static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                    const msm_later_t *op);
 
-static msm_later_t later_make(later_kind_e kind, msm_node_t *n,
-                              const msm_id_t *id, const char *value,
-                              apr_size_t len)
+static void later_add(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                      const msm_later_t *op)
+{
+    if (!c->backup_async) {
+        run_one(c, ctx, op);
+        return;
+    }
+    *(msm_later_t *)apr_array_push(ctx->later) = *op;
+}
+
+/* fresh: a backup of a new id, which no node can hold yet. */
+static void later_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                       later_kind_e kind, msm_node_t *n, const char *key,
+                       const msm_copy_meta_t *meta, const char *payload,
+                       apr_size_t len, int fresh)
 {
     msm_later_t op;
 
+    if (kind == LATER_BACKUP && !backup_on(c)) {
+        return;
+    }
     memset(&op, 0, sizeof(op));
     op.kind = kind;
     op.node = n;
-    op.id = *id;
-    op.value = value;
-    op.len = len;
-    return op;
-}
-
-static void later_backup_set(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                             const msm_session_t *s, const char *value,
-                             apr_size_t len)
-{
-    msm_later_t op = later_make(LATER_BACKUP_SET, s->node, &s->id, value,
-                                len);
-
-    if (backup_on(c)) {
-        later_add(c, ctx, &op);
-    }
-}
-
-static void later_delete(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                         later_kind_e kind, msm_node_t *n, const msm_id_t *id,
-                         const char *key)
-{
-    msm_later_t op = later_make(kind, n, id, NULL, 0);
-
     op.key = key;
+    op.meta = *meta;
+    op.payload = payload;
+    op.len = len;
+    op.fresh = fresh;
     later_add(c, ctx, &op);
 }
 
@@ -241,8 +383,7 @@ typedef apr_status_t backup_fn(const msm_store_conf_t *c,
                                const msm_later_t *op);
 
 /* Runs fn on the backup node of op->node: the first node after it, in
- * MsmNodes order, that is usable and does not fail (where a read looks
- * first). */
+ * MsmNodes order, that is usable and does not fail. */
 static void on_backup_node(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                            const msm_later_t *op, backup_fn *fn)
 {
@@ -256,20 +397,19 @@ static void on_backup_node(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
-static apr_status_t backup_set(const msm_store_conf_t *c,
-                               msm_store_ctx_t *ctx, msm_node_t *n,
-                               const msm_later_t *op)
+/* A replica: written only over older copies (writes may land out of
+ * order: each request writes its backup after its response). */
+static apr_status_t put_replica(const msm_store_conf_t *c,
+                                msm_store_ctx_t *ctx, msm_node_t *n,
+                                const msm_later_t *op)
 {
-    return msm_store_node_store(c, ctx, n, MSM_MC_SET,
-                      key_of(c, ctx, MSM_NS_BACKUP, &op->id), op->value,
-                      op->len, backup_exptime(c), 0);
-}
+    msm_copy_meta_t meta = op->meta;
+    msm_seen_t seen;
 
-static apr_status_t backup_delete(const msm_store_conf_t *c,
-                                  msm_store_ctx_t *ctx, msm_node_t *n,
-                                  const msm_later_t *op)
-{
-    return msm_store_node_delete(c, ctx, n, key_of(c, ctx, MSM_NS_BACKUP, &op->id));
+    memset(&seen, 0, sizeof(seen));
+    seen.what = op->fresh ? MSM_SEEN_NONE : MSM_SEEN_FAILED;
+    return put_copy(c, ctx, n, op->key, MSM_WRITE_REPLICA, &meta, op->payload,
+                    op->len, &seen);
 }
 
 /* A session only read keeps its primary alive through gats, but not its
@@ -279,42 +419,38 @@ static apr_status_t backup_delete(const msm_store_conf_t *c,
 static void run_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                         const msm_later_t *op)
 {
-    apr_status_t rv;
+    msm_later_t fresh = *op;
+    const char *value;
+    apr_size_t vlen;
 
     if (ctx->wrote) {
         return;                 /* this request's save wrote both already */
     }
-    rv = msm_store_node_store(c, ctx, op->node, MSM_MC_CAS,
-                    key_of(c, ctx, MSM_NS_SESSION, &op->id), op->value,
-                    op->len, c->idle, op->cas);
-    if (rv == APR_SUCCESS) {
-        on_backup_node(c, ctx, op, backup_set);
+    fresh.meta.written = apr_time_now();
+    value = msm_copy_encode(ctx->pool, &fresh.meta, op->payload, op->len,
+                            &vlen);
+    if (msm_store_node_store(c, ctx, op->node, MSM_MC_CAS, op->key, value,
+                             vlen, c->idle, op->cas) == APR_SUCCESS
+        && backup_on(c)) {
+        on_backup_node(c, ctx, &fresh, put_replica);
     }
 }
 
-/* touch, and set where the key is gone (eviction, restarted node). */
-static apr_status_t touch_or_set(const msm_store_conf_t *c,
+/* touch, and write the copy where the key is gone (eviction, a restarted
+ * node). */
+static apr_status_t touch_or_put(const msm_store_conf_t *c,
                                  msm_store_ctx_t *ctx, msm_node_t *n,
-                                 const char *key, const msm_later_t *op,
-                                 apr_uint32_t exptime)
+                                 const msm_later_t *op)
 {
-    apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_touch(n->mc, key, exptime);
+    apr_status_t rv = msm_store_node_touch(c, ctx, n, op->key,
+                                           copy_exptime(c, &op->meta, n));
 
-    node_done(c, ctx, n, rv, t0);
     if (rv == APR_NOTFOUND) {
-        rv = msm_store_node_store(c, ctx, n, MSM_MC_SET, key, op->value, op->len,
-                        exptime, 0);
+        msm_later_t absent = *op;
+        absent.fresh = 1;
+        rv = put_replica(c, ctx, n, &absent);
     }
     return rv;
-}
-
-static apr_status_t backup_keepalive(const msm_store_conf_t *c,
-                                     msm_store_ctx_t *ctx, msm_node_t *n,
-                                     const msm_later_t *op)
-{
-    return touch_or_set(c, ctx, n, key_of(c, ctx, MSM_NS_BACKUP, &op->id),
-                        op, backup_exptime(c));
 }
 
 static void run_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
@@ -323,10 +459,9 @@ static void run_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     if (ctx->wrote || !usable(c, ctx, op->node)) {
         return;
     }
-    touch_or_set(c, ctx, op->node, key_of(c, ctx, MSM_NS_SESSION, &op->id),
-                 op, c->idle);
+    touch_or_put(c, ctx, op->node, op);
     if (backup_on(c)) {
-        on_backup_node(c, ctx, op, backup_keepalive);
+        on_backup_node(c, ctx, op, touch_or_put);
     }
 }
 
@@ -334,16 +469,13 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                     const msm_later_t *op)
 {
     switch (op->kind) {
-    case LATER_BACKUP_SET:
-        on_backup_node(c, ctx, op, backup_set);
+    case LATER_BACKUP:
+        on_backup_node(c, ctx, op, put_replica);
         break;
-    case LATER_DELETE:
+    case LATER_REPAIR:
         if (usable(c, ctx, op->node)) {
-            msm_store_node_delete(c, ctx, op->node, op->key);
+            put_replica(c, ctx, op->node, op);
         }
-        break;
-    case LATER_BACKUP_DELETE:
-        on_backup_node(c, ctx, op, backup_delete);
         break;
     case LATER_REFRESH:
         run_refresh(c, ctx, op);
@@ -354,14 +486,181 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
-static void later_add(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                      const msm_later_t *op)
+/* ---- failures seen elsewhere ----
+ *
+ * A copy from before a node's last failure is served only after a search
+ * (msm_decide_read). A server knows the failures it saw itself; one that
+ * sent nothing to a node while it hung would trust the node's old copies
+ * when it comes back, after another server moved or destroyed those
+ * sessions. So each server publishes the failures it sees under
+ * "<MsmKeyPrefix>msm-failures" on every other node (lines "<host>:<port>
+ * <apr_time_t>", the latest failure per address), and reads them from one
+ * node, once per second, before a load reads memcached. */
+#define FAILURES_KEY "msm-failures"
+#define FAILURES_MAX 64                 /* addresses kept in the list */
+#define LEARN_INTERVAL apr_time_from_sec(1)
+
+typedef struct failure {
+    const char *addr;
+    apr_time_t at;
+} failure_t;
+
+static const char *address_of(msm_store_ctx_t *ctx, const msm_node_t *n)
 {
-    if (!c->backup_async) {
-        run_one(c, ctx, op);
+    return apr_psprintf(ctx->pool, "%s:%u", n->host, (unsigned)n->port);
+}
+
+/* Parses the published list (lines "<addr> <time>"; anything else is
+ * skipped) into up to FAILURES_MAX entries; returns how many. */
+static int parse_failures(msm_store_ctx_t *ctx, const char *text,
+                          failure_t *out)
+{
+    char *copy = apr_pstrdup(ctx->pool, text ? text : ""), *last, *line;
+    int n = 0;
+
+    for (line = apr_strtok(copy, "\n", &last); line && n < FAILURES_MAX;
+         line = apr_strtok(NULL, "\n", &last)) {
+        char *space = strchr(line, ' '), *end;
+        apr_int64_t at;
+
+        if (space == NULL || space == line) {
+            continue;
+        }
+        *space = '\0';
+        at = apr_strtoi64(space + 1, &end, 10);
+        if (*end == '\0' && at > 0) {
+            out[n].addr = line;
+            out[n++].at = (apr_time_t)at;
+        }
+    }
+    return n;
+}
+
+/* Merges this server's failures into the list; 1 if it changed. */
+static int merge_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                          failure_t *list, int *count)
+{
+    int i, j, changed = 0;
+
+    for (i = 0; i < c->nodes->count; i++) {
+        const msm_node_t *n = &c->nodes->node[i];
+        apr_time_t at = msm_node_last_failure(n);
+        const char *addr = address_of(ctx, n);
+
+        if (at == 0) {
+            continue;
+        }
+        for (j = 0; j < *count && strcmp(list[j].addr, addr) != 0; j++) {
+        }
+        if (j == *count && *count < FAILURES_MAX) {
+            list[(*count)++].addr = addr;
+            list[j].at = 0;
+        }
+        if (j < *count && list[j].at < at) {
+            list[j].at = at;
+            changed = 1;
+        }
+    }
+    return changed;
+}
+
+static const char *format_failures(msm_store_ctx_t *ctx,
+                                   const failure_t *list, int count)
+{
+    const char *text = "";
+    int i;
+
+    for (i = 0; i < count; i++) {
+        text = apr_psprintf(ctx->pool, "%s%s %" APR_TIME_T_FMT "\n", text,
+                            list[i].addr, list[i].at);
+    }
+    return text;
+}
+
+/* Adds this server's failures to the list on n (gets, then cas or add). */
+static void publish_to(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                       msm_node_t *n, const char *key)
+{
+    int tries;
+
+    for (tries = 0; tries < 3; tries++) {
+        failure_t list[FAILURES_MAX];
+        msm_mc_item_t item;
+        apr_status_t rv = msm_store_node_get(c, ctx, n, key, 0, &item);
+        int count = rv == APR_SUCCESS ? parse_failures(ctx, item.value, list)
+                                      : 0;
+        const char *text;
+
+        if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
+            return;
+        }
+        if (!merge_failures(c, ctx, list, &count)) {
+            return;                     /* it knows them all */
+        }
+        text = format_failures(ctx, list, count);
+        rv = msm_store_node_store(c, ctx, n, rv == APR_SUCCESS ? MSM_MC_CAS
+                                                               : MSM_MC_ADD,
+                                  key, text, strlen(text), twice_idle(c),
+                                  item.cas);
+        if (rv != APR_EEXIST && rv != APR_NOTFOUND) {
+            return;
+        }
+    }
+}
+
+static void publish_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
+{
+    const char *key = apr_pstrcat(ctx->pool, c->prefix, FAILURES_KEY, NULL);
+    int i;
+
+    for (i = 0; i < c->nodes->count; i++) {
+        msm_node_t *n = &c->nodes->node[i];
+        if (msm_node_is_live(n) && !failed_here(ctx, n)) {
+            publish_to(c, ctx, n, key);
+        }
+    }
+}
+
+static void apply_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                           const failure_t *list, int count)
+{
+    int i, j;
+
+    for (j = 0; j < c->nodes->count; j++) {
+        msm_node_t *n = &c->nodes->node[j];
+        const char *addr = address_of(ctx, n);
+        for (i = 0; i < count; i++) {
+            if (strcmp(addr, list[i].addr) == 0) {
+                msm_node_learn_failure(n, list[i].at);
+            }
+        }
+    }
+}
+
+/* Reads the published failures from one live node (a different one each
+ * interval: the node that failed does not hold its own). */
+static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
+{
+    apr_time_t now = apr_time_now();
+    int count = c->nodes->count, i;
+
+    if (count < 2 || !msm_nodes_learn_due(c->nodes, LEARN_INTERVAL, now)) {
         return;
     }
-    *(msm_later_t *)apr_array_push(ctx->later) = *op;
+    for (i = 0; i < count; i++) {
+        msm_node_t *n = &c->nodes->node[(now / LEARN_INTERVAL + i) % count];
+        failure_t list[FAILURES_MAX];
+        msm_mc_item_t item;
+
+        if (msm_node_is_live(n) && !failed_here(ctx, n)) {
+            if (msm_store_node_get(c, ctx, n, apr_pstrcat(ctx->pool,
+                    c->prefix, FAILURES_KEY, NULL), 0, &item) == APR_SUCCESS) {
+                apply_failures(c, ctx, list,
+                               parse_failures(ctx, item.value, list));
+            }
+            return;
+        }
+    }
 }
 
 void msm_store_run_later(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
@@ -372,140 +671,234 @@ void msm_store_run_later(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
         run_one(c, ctx, &APR_ARRAY_IDX(ctx->later, i, msm_later_t));
     }
     apr_array_clear(ctx->later);
+    if (ctx->went_down) {
+        ctx->went_down = 0;
+        publish_failures(c, ctx);
+    }
 }
 
 /* ---- load ---- */
 
-static void maybe_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                          const msm_session_t *s)
+static void schedule_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                             const msm_session_t *s, const char *key)
 {
-    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
-    msm_later_t op = later_make(LATER_REFRESH, s->node, &s->id, s->value,
-                                s->len);
+    msm_later_t op;
 
-    if (backup_on(c) && now - s->written_at >= c->idle / 2) {
-        op.cas = s->cas;
-        later_add(c, ctx, &op);
+    memset(&op, 0, sizeof(op));
+    op.kind = LATER_REFRESH;
+    op.node = s->node;
+    op.key = key;
+    op.meta = s->meta;
+    op.payload = s->value;
+    op.len = s->len;
+    op.cas = s->cas;
+    later_add(c, ctx, &op);
+}
+
+static void maybe_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                          const msm_session_t *s, const char *key)
+{
+    apr_time_t age = apr_time_now() - s->meta.written;
+
+    if (backup_on(c) && age >= apr_time_from_sec(c->idle) / 2) {
+        schedule_refresh(c, ctx, s, key);
     }
 }
 
 void msm_store_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                          const msm_session_t *s)
 {
-    msm_later_t op = later_make(LATER_KEEPALIVE, s->node, &s->id, s->value,
-                                s->len);
-
     if (s->node) {
-        later_add(c, ctx, &op);
+        later_copy(c, ctx, LATER_KEEPALIVE, s->node, key_of(c, ctx, &s->id),
+                   &s->meta, s->value, s->len, 0);
     }
 }
 
-static void take_item(msm_session_t *s, const msm_mc_item_t *item)
+/* s's primary copy is the one seen on n from now on. */
+static void take_copy(msm_session_t *s, msm_node_t *n, const msm_seen_t *seen)
 {
-    s->value = item->value;
-    s->len = item->len;
-    s->written_at = item->flags;
-    s->cas = item->cas;
+    s->node = n;
+    s->value = seen->payload;
+    s->len = seen->len;
+    s->meta = seen->meta;
+    s->cas = seen->cas;
+    if (strcmp(s->id.node, n->id) != 0) {
+        apr_cpystrn(s->id.node, n->id, sizeof(s->id.node));
+        s->id_changed = 1;
+    }
 }
 
-/* Looks for the backup copy on the nodes after s->node. */
-static msm_node_t *find_backup(const msm_store_conf_t *c,
-                               msm_store_ctx_t *ctx, msm_session_t *s,
-                               int *failed)
+static apr_status_t gone(const msm_store_conf_t *c, msm_session_t *s)
 {
-    const char *key = key_of(c, ctx, MSM_NS_BACKUP, &s->id);
-    msm_node_t *n;
-    int pos = 0;
+    MSM_STAT_INC(c->stats, load_miss);
+    s->destroyed = 1;
+    return APR_NOTFOUND;
+}
 
-    while ((n = next_backup(c, ctx, s->node, &pos)) != NULL) {
-        msm_mc_item_t item;
-        apr_status_t rv = msm_store_node_get(c, ctx, n, key, 0, &item);
+static apr_status_t unreadable(const msm_store_conf_t *c,
+                               msm_store_ctx_t *ctx, const msm_session_t *s)
+{
+    MSM_STAT_INC(c->stats, too_large);
+    store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00107: session %s on node %s is "
+              "larger than MsmMaxSessionSize (%" APR_SIZE_T_FMT "): not read",
+              tag_of(ctx, &s->id), s->id.node, c->nodes->max_value);
+    return MSM_MC_ETOOBIG;
+}
 
-        MSM_STAT_INC(c->stats, backup_reads);
-        if (rv == APR_SUCCESS) {
-            MSM_STAT_INC(c->stats, backup_hits);
-            take_item(s, &item);
-            return n;
+/* Writes the newest copy found where the session lives from now on
+ * (RESTORE: back onto its primary node; MOVE: as a new version whose
+ * primary is the node holding it). *there ends as what that node holds. */
+static apr_status_t reinstate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                              const msm_resolution_t *res,
+                              const msm_seen_t *newest, msm_node_t *primary,
+                              const char *key, msm_seen_t *there)
+{
+    msm_copy_meta_t meta = newest->meta;
+
+    if (res->found == MSM_FOUND_MOVE) {
+        meta.version++;
+        meta.written = apr_time_now();
+        apr_cpystrn(meta.primary, primary->id, sizeof(meta.primary));
+    }
+    return put_copy(c, ctx, primary, key, MSM_WRITE_REPLICA, &meta,
+                    newest->payload, newest->len, there);
+}
+
+/* Older copies that claim to be primaries are overwritten with the copy
+ * served, whose header names the real primary. */
+static void schedule_repairs(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                             unsigned int stale, const char *key,
+                             const msm_session_t *s)
+{
+    int i;
+
+    for (i = 0; i < c->nodes->count && i < 32; i++) {
+        if (stale & (1u << i)) {
+            later_copy(c, ctx, LATER_REPAIR, &c->nodes->node[i], key,
+                       &s->meta, s->value, s->len, 0);
         }
-        *failed |= rv != APR_NOTFOUND;
     }
-    return NULL;
 }
 
-/* The session was found only as a backup on "holder": write it as a primary
- * again, on its own node when that is alive but lost it (restart,
- * eviction), else on a live node with a new node id in its cookie. */
-static void relocate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                     msm_session_t *s, msm_node_t *holder, int primary_missed)
+static apr_status_t adopt(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                          msm_session_t *s, const char *key,
+                          const msm_search_t *search,
+                          const msm_resolution_t *res, int suspect)
 {
-    msm_node_t *old = s->node;
-    msm_session_t moved = *s;
-    msm_node_t *target = primary_missed ? old
-        : pick_new(c, ctx, msm_id_spread(&s->id));
+    msm_node_t *primary = &c->nodes->node[res->primary];
+    const msm_seen_t *newest = &search->seen[res->newest];
+    msm_seen_t there = search->seen[res->primary];
+    msm_node_t *was = s->node;
+    apr_status_t rv = APR_SUCCESS;
 
-    if (target == NULL) {
-        return;                 /* served from the backup, left where it is */
+    if (res->found == MSM_FOUND_AT_PRIMARY) {
+        there = *newest;
     }
-    moved.node = target;
-    apr_cpystrn(moved.id.node, target->id, sizeof(moved.id.node));
-    if (msm_store_node_store(c, ctx, target, MSM_MC_SET,
-                   key_of(c, ctx, MSM_NS_SESSION, &moved.id), s->value,
-                   s->len, c->idle, 0) != APR_SUCCESS) {
-        return;
-    }
-    moved.written_at = (apr_uint32_t)apr_time_sec(apr_time_now());
-    moved.cas = 0;
-    moved.id_changed = s->id_changed || target != old;
-    later_backup_set(c, ctx, &moved, s->value, s->len);
-    if (target != old) {
-        later_delete(c, ctx, LATER_DELETE, holder, &s->id,
-                     key_of(c, ctx, MSM_NS_BACKUP, &s->id));
-        if (old) {
-            later_delete(c, ctx, LATER_DELETE, old, &s->id,
-                         key_of(c, ctx, MSM_NS_SESSION, &s->id));
+    else {
+        rv = reinstate(c, ctx, res, newest, primary, key, &there);
+        if (rv == MSM_STORE_GONE) {
+            return gone(c, s);
         }
+        if (rv != APR_SUCCESS) {
+            /* Served from where it was found; a later request tries
+             * again. */
+            primary = &c->nodes->node[res->newest];
+            there = *newest;
+        }
+    }
+    take_copy(s, primary, &there);
+    MSM_STAT_INC(c->stats, load_hit);
+    if (primary != was) {
+        MSM_STAT_INC(c->stats, backup_hits);
+    }
+    if (res->found == MSM_FOUND_MOVE && rv == APR_SUCCESS) {
         MSM_STAT_INC(c->stats, relocated);
-        store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00110: session %s-%s moved to "
-                  "node %s", s->id.hex, s->id.node, target->id);
+        store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00110: session %s moved to "
+                  "node %s", tag_of(ctx, &s->id), primary->id);
     }
-    *s = moved;
+    if (res->found != MSM_FOUND_AT_PRIMARY && rv == APR_SUCCESS) {
+        later_copy(c, ctx, LATER_BACKUP, primary, key, &s->meta, s->value,
+                   s->len, 0);
+    }
+    else if (suspect && primary == was) {
+        schedule_refresh(c, ctx, s, key);   /* no longer from before */
+    }
+    schedule_repairs(c, ctx, res->stale, key, s);
+    return APR_SUCCESS;
+}
+
+/* The node the cookie names did not serve the session: ask every other
+ * node and let msm_decide_found tell where it is. */
+static apr_status_t search(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                           msm_session_t *s, const char *key,
+                           const msm_seen_t *at_cookie, int suspect)
+{
+    int count = c->nodes->count, i;
+    msm_seen_t *seen = apr_pcalloc(ctx->pool, sizeof(*seen) * count);
+    const char **ids = apr_palloc(ctx->pool, sizeof(*ids) * count);
+    msm_search_t sr;
+    msm_resolution_t res;
+
+    for (i = 0; i < count; i++) {
+        msm_node_t *n = &c->nodes->node[i];
+        ids[i] = n->id;
+        if (n == s->node) {
+            seen[i] = *at_cookie;
+        }
+        else if (usable(c, ctx, n)) {
+            MSM_STAT_INC(c->stats, backup_reads);
+            observe(c, ctx, n, key, 0, &seen[i]);
+        }
+    }
+    sr.count = count;
+    sr.node_ids = ids;
+    sr.seen = seen;
+    msm_decide_found(&sr, &res);
+    switch (res.found) {
+    case MSM_FOUND_GONE:
+        return gone(c, s);
+    case MSM_FOUND_NOTHING:
+    case MSM_FOUND_UNKNOWN:
+        MSM_STAT_INC(c->stats, load_miss);
+        return res.found == MSM_FOUND_NOTHING ? APR_NOTFOUND : APR_EGENERAL;
+    default:
+        return adopt(c, ctx, s, key, &sr, &res, suspect);
+    }
 }
 
 apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_session_t *s)
 {
-    int primary_missed = 0, failed = 0;
-    msm_node_t *holder;
+    const char *key = key_of(c, ctx, &s->id);
+    apr_time_t last_failure = 0;
+    msm_seen_t at;
 
     s->node = msm_nodes_find(c->nodes, s->id.node);
     s->value = NULL;
+    s->cas = 0;
+    s->destroyed = 0;
+    memset(&s->meta, 0, sizeof(s->meta));
+    memset(&at, 0, sizeof(at));
+    learn_failures(c, ctx);
     if (usable(c, ctx, s->node)) {
-        msm_mc_item_t item;
-        apr_status_t rv = msm_store_node_get(c, ctx, s->node,
-                                   key_of(c, ctx, MSM_NS_SESSION, &s->id), 1,
-                                   &item);
-        if (rv == APR_SUCCESS) {
-            take_item(s, &item);
-            MSM_STAT_INC(c->stats, load_hit);
-            maybe_refresh(c, ctx, s);
-            return APR_SUCCESS;
-        }
-        /* Only a miss says the session is not there: an error reply
-         * (SERVER_ERROR out of memory) says nothing. */
-        primary_missed = rv == APR_NOTFOUND;
-        failed = !primary_missed;
+        observe(c, ctx, s->node, key, 1, &at);
+        last_failure = msm_node_last_failure(s->node);
     }
-    else if (s->node) {
-        failed = 1;
+    switch (msm_decide_read(&at, s->id.node, last_failure)) {
+    case MSM_READ_SERVE:
+        take_copy(s, s->node, &at);
+        MSM_STAT_INC(c->stats, load_hit);
+        maybe_refresh(c, ctx, s, key);
+        return APR_SUCCESS;
+    case MSM_READ_GONE:
+        return gone(c, s);
+    case MSM_READ_UNREADABLE:
+        return unreadable(c, ctx, s);
+    default:
+        return search(c, ctx, s, key, &at,
+                      at.what == MSM_SEEN_COPY
+                      && strcmp(at.meta.primary, s->id.node) == 0);
     }
-    holder = backup_on(c) ? find_backup(c, ctx, s, &failed) : NULL;
-    if (holder == NULL) {
-        MSM_STAT_INC(c->stats, load_miss);
-        return failed ? APR_EGENERAL : APR_NOTFOUND;
-    }
-    MSM_STAT_INC(c->stats, load_hit);
-    relocate(c, ctx, s, holder, primary_missed);
-    return APR_SUCCESS;
 }
 
 /* ---- save, remove ---- */
@@ -524,11 +917,11 @@ static apr_status_t refuse_too_large(const msm_store_conf_t *c,
                                      const msm_session_t *s, apr_size_t len)
 {
     MSM_STAT_INC(c->stats, too_large);
-    store_log(ctx, MSM_LOG_ERR, 0, "MSM00106: %s%s%s%s not saved: %"
+    store_log(ctx, MSM_LOG_ERR, 0, "MSM00106: %s%s not saved: %"
               APR_SIZE_T_FMT " bytes is more than MsmMaxSessionSize (%"
               APR_SIZE_T_FMT ")", s->has_id ? "session " : "new session",
-              s->has_id ? s->id.hex : "", s->has_id ? "-" : "",
-              s->has_id ? s->id.node : "", len, c->nodes->max_value);
+              s->has_id ? tag_of(ctx, &s->id) : "", len,
+              c->nodes->max_value);
     return MSM_MC_ETOOBIG;
 }
 
@@ -544,6 +937,7 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     /* count + 2: a node may fail each time, and two add collisions of a
      * fresh 128-bit id will not happen. */
     for (attempt = 0; attempt < c->nodes->count + 2; attempt++) {
+        msm_seen_t none;
         msm_id_t id;
         msm_node_t *n;
 
@@ -556,12 +950,13 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
             return APR_EGENERAL;
         }
         apr_cpystrn(id.node, n->id, sizeof(id.node));
-        id.route[0] = '\0';
-        rv = msm_store_node_store(c, ctx, n, MSM_MC_ADD,
-                        key_of(c, ctx, MSM_NS_SESSION, &id), value, len,
-                        c->idle, 0);
+        apr_cpystrn(id.route, s->id.route, sizeof(id.route));
+        meta_init(&s->meta, MSM_COPY_SESSION, 1, n);
+        memset(&none, 0, sizeof(none));
+        none.what = MSM_SEEN_NONE;
+        rv = put_copy(c, ctx, n, key_of(c, ctx, &id), MSM_WRITE_REPLICA,
+                      &s->meta, value, len, &none);
         if (rv == APR_SUCCESS) {
-            apr_cpystrn(id.route, s->id.route, sizeof(id.route));
             s->id = id;
             s->has_id = 1;
             s->node = n;
@@ -570,64 +965,72 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
             return APR_SUCCESS;
         }
         if (rv == MSM_MC_ETOOBIG) {
-            return refuse_too_large(c, ctx, s, len);
+            return rv;
         }
     }
     return rv;
 }
 
-/* The session's node is down: move it to a live one, new node id. */
-static apr_status_t save_moved(const msm_store_conf_t *c,
-                               msm_store_ctx_t *ctx, msm_session_t *s,
-                               const char *value, apr_size_t len)
+/* The newest copy on s's node, or, when that node is down (or no longer
+ * configured), on a live one: the cookie then names the new node. */
+static apr_status_t save_existing(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_session_t *s,
+                                  const char *value, apr_size_t len)
 {
-    msm_node_t *old = s->node;
-    msm_id_t id = s->id;
-    msm_node_t *n = pick_new(c, ctx, msm_id_spread(&s->id));
-    apr_status_t rv;
+    const char *key = key_of(c, ctx, &s->id);
+    msm_node_t *n = usable(c, ctx, s->node) ? s->node : NULL;
+    msm_copy_meta_t meta;
+    msm_seen_t there;
+    apr_status_t rv = APR_EGENERAL;
 
-    if (n == NULL || n == old) {
-        log_unavailable(c, ctx);
-        return APR_EGENERAL;
+    memset(&there, 0, sizeof(there));
+    if (n && s->cas) {                  /* as loaded from there */
+        there.what = MSM_SEEN_COPY;
+        there.meta = s->meta;
+        there.cas = s->cas;
     }
-    apr_cpystrn(id.node, n->id, sizeof(id.node));
-    rv = msm_store_node_store(c, ctx, n, MSM_MC_SET, key_of(c, ctx, MSM_NS_SESSION, &id),
-                    value, len, c->idle, 0);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    if (n) {
+        meta_init(&meta, MSM_COPY_SESSION, s->meta.version + 1, n);
+        rv = put_copy(c, ctx, n, key, MSM_WRITE_PRIMARY, &meta, value, len,
+                      &there);
     }
-    if (old && backup_on(c)) {
-        later_delete(c, ctx, LATER_BACKUP_DELETE, old, &s->id, NULL);
+    if (n == NULL || msm_mc_node_failed(rv)) {
+        if ((n = pick_new(c, ctx, msm_id_spread(&s->id))) == NULL) {
+            log_unavailable(c, ctx);
+            return APR_EGENERAL;
+        }
+        memset(&there, 0, sizeof(there));
+        meta_init(&meta, MSM_COPY_SESSION, s->meta.version + 1, n);
+        rv = put_copy(c, ctx, n, key, MSM_WRITE_PRIMARY, &meta, value, len,
+                      &there);
+        if (rv == APR_SUCCESS && s->node) {
+            MSM_STAT_INC(c->stats, relocated);
+        }
     }
-    s->id = id;
-    s->node = n;
-    s->id_changed = 1;
-    MSM_STAT_INC(c->stats, relocated);
-    return APR_SUCCESS;
+    if (rv == APR_SUCCESS) {
+        take_copy(s, n, &there);
+        s->cas = 0;
+    }
+    return rv;
 }
 
 apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_session_t *s, const char *value,
                             apr_size_t len)
 {
-    apr_status_t rv;
+    int fresh = !s->has_id;
+    apr_status_t rv = fresh ? save_new(c, ctx, s, value, len)
+                            : save_existing(c, ctx, s, value, len);
 
-    if (s->has_id && usable(c, ctx, s->node)) {
-        rv = msm_store_node_store(c, ctx, s->node, MSM_MC_SET,
-                        key_of(c, ctx, MSM_NS_SESSION, &s->id), value, len,
-                        c->idle, 0);
-        if (rv == MSM_MC_ETOOBIG) {
-            return refuse_too_large(c, ctx, s, len);
-        }
-        if (msm_mc_node_failed(rv)) {
-            rv = save_moved(c, ctx, s, value, len);
-        }
+    if (rv == MSM_MC_ETOOBIG) {
+        return refuse_too_large(c, ctx, s, len);
     }
-    else if (s->has_id && s->node) {
-        rv = save_moved(c, ctx, s, value, len);
-    }
-    else {
-        rv = save_new(c, ctx, s, value, len);
+    if (rv == MSM_STORE_GONE) {
+        store_log(ctx, MSM_LOG_INFO, 0, "MSM00111: session %s was destroyed "
+                  "by another request: this request's change is dropped",
+                  tag_of(ctx, &s->id));
+        s->has_id = 0;
+        s->destroyed = 1;
     }
     if (rv != APR_SUCCESS) {
         return rv;
@@ -635,25 +1038,41 @@ apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     ctx->wrote = 1;
     s->value = value;
     s->len = len;
-    s->written_at = (apr_uint32_t)apr_time_sec(apr_time_now());
     MSM_STAT_INC(c->stats, saved);
-    later_backup_set(c, ctx, s, value, len);
+    later_copy(c, ctx, LATER_BACKUP, s->node, key_of(c, ctx, &s->id),
+               &s->meta, value, len, fresh);
     return APR_SUCCESS;
+}
+
+/* A tombstone on every node that can be reached, before the response: a
+ * request that misses the primary must not find a live copy elsewhere
+ * (and bring it back). Nodes that cannot be reached now are covered when
+ * they return: their copies predate their failure (msm_decide_read). */
+static void destroy_everywhere(const msm_store_conf_t *c,
+                               msm_store_ctx_t *ctx, const msm_id_t *id,
+                               apr_uint64_t version)
+{
+    const char *key = key_of(c, ctx, id);
+    msm_copy_meta_t tomb;
+    int i;
+
+    meta_init(&tomb, MSM_COPY_DESTROYED, version, NULL);
+    for (i = 0; i < c->nodes->count; i++) {
+        msm_node_t *n = &c->nodes->node[i];
+        if (usable(c, ctx, n)) {
+            msm_seen_t seen;
+            memset(&seen, 0, sizeof(seen));
+            put_copy(c, ctx, n, key, MSM_WRITE_TOMBSTONE, &tomb, NULL, 0,
+                     &seen);
+        }
+    }
 }
 
 apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                               msm_session_t *s)
 {
-    apr_status_t rv = APR_SUCCESS;
-
-    if (s->has_id && s->node) {
-        if (usable(c, ctx, s->node)) {
-            rv = msm_store_node_delete(c, ctx, s->node,
-                             key_of(c, ctx, MSM_NS_SESSION, &s->id));
-        }
-        if (backup_on(c)) {
-            later_delete(c, ctx, LATER_BACKUP_DELETE, s->node, &s->id, NULL);
-        }
+    if (s->has_id) {
+        destroy_everywhere(c, ctx, &s->id, s->meta.version + 1);
         MSM_STAT_INC(c->stats, deleted);
     }
     ctx->wrote = 1;
@@ -661,7 +1080,7 @@ apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     s->node = NULL;
     s->value = NULL;
     s->id_changed = 1;
-    return rv == APR_NOTFOUND ? APR_SUCCESS : rv;
+    return APR_SUCCESS;
 }
 
 apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
@@ -678,16 +1097,9 @@ apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
         *s = old;
         return rv;
     }
-    if (old.has_id && old.node) {
-        /* At once, not later: the old id may be known to an attacker. */
-        if (usable(c, ctx, old.node)) {
-            msm_store_node_delete(c, ctx, old.node,
-                        key_of(c, ctx, MSM_NS_SESSION, &old.id));
-        }
-        if (backup_on(c)) {
-            later_delete(c, ctx, LATER_BACKUP_DELETE, old.node, &old.id,
-                         NULL);
-        }
+    if (old.has_id) {
+        /* At once: the old id may be known to an attacker. */
+        destroy_everywhere(c, ctx, &old.id, old.meta.version + 1);
     }
     MSM_STAT_INC(c->stats, regenerated);
     return APR_SUCCESS;

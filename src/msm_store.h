@@ -1,6 +1,7 @@
-/* Sessions on memcached nodes: where a session lives, its backup copy, and
- * what happens when its node is gone. This is the whole storage logic
- * without httpd: mod_msm.c turns requests into these calls. */
+/* Sessions on memcached nodes: the executor of the decisions in
+ * msm_copy.h. It reads and writes copies on nodes, reports every
+ * operation's outcome to the node's health, and defers what can wait
+ * until after the response. mod_msm.c turns requests into these calls. */
 #ifndef MSM_STORE_H
 #define MSM_STORE_H
 
@@ -8,6 +9,7 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "msm_copy.h"
 #include "msm_id.h"
 #include "msm_mc.h"
 #include "msm_nodes.h"
@@ -19,6 +21,9 @@
 #define MSM_LOG_NOTICE  5
 #define MSM_LOG_INFO    6
 #define MSM_LOG_DEBUG   7
+
+/* The id is destroyed: a write to it was dropped. */
+#define MSM_STORE_GONE (APR_OS_START_USERERR + 720)
 
 /* msg starts with its "MSMnnnnn: " number. */
 typedef void msm_log_fn(void *baton, int level, apr_status_t rv,
@@ -41,59 +46,69 @@ typedef struct msm_store_ctx {
     apr_array_header_t *later;  /* deferred operations (msm_later_t) */
     apr_array_header_t *failed; /* nodes that failed in this request */
     int wrote;                  /* the session was saved or removed */
+    int went_down;              /* a node was marked down in this request:
+                                 * publish it (see msm_store_run_later) */
 } msm_store_ctx_t;
 
 /* A session as this request sees it. */
 typedef struct msm_session {
     msm_id_t id;
     int has_id;                 /* id is set (from a cookie or a save) */
-    msm_node_t *node;           /* node holding it; NULL: not configured */
-    const char *value;          /* as loaded; NULL when not found */
+    msm_node_t *node;           /* node of its primary copy; NULL: the
+                                 * cookie names a node no longer configured */
+    const char *value;          /* payload as loaded; NULL when not found */
     apr_size_t len;
-    apr_uint32_t written_at;    /* flags: unix time of its last full write */
-    apr_uint64_t cas;
+    msm_copy_meta_t meta;       /* of the copy loaded or written last
+                                 * (version 0: none) */
+    apr_uint64_t cas;           /* of that copy on node; 0: not known (a
+                                 * write then reads first) */
     int id_changed;             /* new id or node: the cookie must change */
+    int destroyed;              /* the load found the id destroyed */
 } msm_session_t;
 
 void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
                         void *baton);
 
-/* Loads s->id. APR_SUCCESS: s->value is the session (possibly read from
- * its backup and moved to a live node: then s->id_changed). APR_NOTFOUND:
- * no node has it. Otherwise nodes failed and it could not be told. */
+/* Loads s->id. APR_SUCCESS: s->value is the session (its primary may have
+ * moved: then s->id_changed). APR_NOTFOUND: no node has it, or it is
+ * destroyed (s->destroyed). MSM_MC_ETOOBIG: it is larger than this server
+ * reads. Otherwise nodes failed and it could not be told. */
 apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_session_t *s);
 
-/* Writes value as the session: a new id when s has none (or its node is no
- * longer configured), the same id otherwise (another node if its node is
- * down). Queues the backup copy. */
+/* Writes value as the session: a new id when s has none, the same id
+ * otherwise (on another node if its node is down or no longer
+ * configured), as the newest copy (last writer wins) but never over a
+ * tombstone: MSM_STORE_GONE when the id was destroyed meanwhile. Queues
+ * the backup copy. */
 apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_session_t *s, const char *value,
                             apr_size_t len);
 
-/* Deletes the session and its backup; s no longer has an id. */
+/* Destroys the session: a tombstone replaces its copy on every node that
+ * can be reached, before this returns; s no longer has an id. */
 apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                               msm_session_t *s);
 
 /* Moves s to a fresh id (session fixation after a login): the value is
- * written under the new id and the old keys are deleted. */
+ * written under the new id and the old id destroyed at once. */
 apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
                                   msm_store_ctx_t *ctx, msm_session_t *s,
                                   const char *value, apr_size_t len);
 
 /* Sticky mode, a session served from the local tier: memcached's copies
  * must not expire meanwhile. Touches primary and backup after the
- * response, writing value where memcached lost it. */
+ * response, writing s's copy where memcached lost it (never over a newer
+ * copy). */
 void msm_store_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                          const msm_session_t *s);
 
-/* Runs what was deferred (backup writes, deletes of old keys). */
+/* Runs what was deferred (backup writes, refreshes, repairs), and
+ * publishes the node failures this request saw to the other nodes. */
 void msm_store_run_later(const msm_store_conf_t *c, msm_store_ctx_t *ctx);
 
 /* One operation on one node, its outcome reported to the node's health
- * (a state change is logged once) and counted; also used by the locks.
- * Values are stored with the current Unix time as flags (see
- * msm_session_t.written_at). */
+ * (a state change is logged once) and counted; also used by the locks. */
 apr_status_t msm_store_node_get(const msm_store_conf_t *c,
                                 msm_store_ctx_t *ctx, msm_node_t *n,
                                 const char *key, int touch,
@@ -106,5 +121,13 @@ apr_status_t msm_store_node_store(const msm_store_conf_t *c,
 apr_status_t msm_store_node_delete(const msm_store_conf_t *c,
                                    msm_store_ctx_t *ctx, msm_node_t *n,
                                    const char *key);
+/* Deletes key only while its cas is cas (APR_ENOTIMPL: the node has no
+ * compare-and-delete; nothing was done). */
+apr_status_t msm_store_node_delete_cas(const msm_store_conf_t *c,
+                                       msm_store_ctx_t *ctx, msm_node_t *n,
+                                       const char *key, apr_uint64_t cas);
+apr_status_t msm_store_node_touch(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_node_t *n,
+                                  const char *key, apr_uint32_t exptime);
 
 #endif

@@ -22,6 +22,7 @@ static apr_pool_t *root;
 typedef struct {
     volatile apr_uint32_t ops;
     volatile apr_uint32_t no_gat;
+    volatile apr_uint32_t no_meta;
     apr_status_t last;
 } obs_t;
 
@@ -40,6 +41,13 @@ static void obs_no_gat(void *baton)
     apr_atomic_inc32(&o->no_gat);
 }
 
+static void obs_no_meta(void *baton)
+{
+    obs_t *o = baton;
+
+    apr_atomic_inc32(&o->no_meta);
+}
+
 static msm_mc_server_t *make_server(apr_pool_t *p, apr_port_t port,
                                     apr_interval_time_t timeout,
                                     apr_size_t max_value, obs_t *o)
@@ -53,6 +61,7 @@ static msm_mc_server_t *make_server(apr_pool_t *p, apr_port_t port,
         memset(o, 0, sizeof(*o));
         ob.op_done = obs_op_done;
         ob.no_gat = obs_no_gat;
+        ob.no_meta = obs_no_meta;
         ob.baton = o;
     }
     if (apr_sockaddr_info_get(&sa, "127.0.0.1", APR_INET, port, 0, p)
@@ -384,6 +393,65 @@ static void test_fake_gats_closed(apr_pool_t *p)
     fake_free(f);
 }
 
+/* md (compare-and-delete): yrmcds answers ERROR, twemproxy closes the
+ * connection; either way it is found out once, and then not sent again */
+static void test_fake_meta_unknown(apr_pool_t *p)
+{
+    static const fstep_t error_steps[] = {
+        { "md k C7", "ERROR\r\n", 0, 0, 0, 0 },
+        { "version", "VERSION fake\r\n", 0, 0, 0, 0 },
+    };
+    static const fstep_t closed_steps[] = {
+        { "md k C7", NULL, 0, F_NOREPLY | F_CLOSE, 0, 0 },
+        { "version", "VERSION fake\r\n", 0, 0, 0, 0 },
+    };
+    const fstep_t *steps[] = { error_steps, closed_steps };
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        fake_t *f = fake_start(steps[i], 2);
+        obs_t o;
+        msm_mc_server_t *s = make_server(p, f->port, MS(1000), 1024, &o);
+        apr_status_t rv = msm_mc_delete_cas(s, "k", 7);
+        char *v;
+
+        CHECK_STATUS(rv, APR_ENOTIMPL);
+        CHECK(!msm_mc_node_failed(rv));
+        CHECK_INT_EQ(o.no_meta, 1);
+        /* known now: not sent again */
+        CHECK_STATUS(msm_mc_delete_cas(s, "k", 7), APR_ENOTIMPL);
+        if (i == 0) {
+            CHECK_STATUS(msm_mc_version(s, p, &v), APR_SUCCESS);
+        }
+        CHECK_INT_EQ(o.no_meta, 1);
+        CHECK_INT_EQ(o.ops, 2);
+        CHECK(fake_stop(f));
+        msm_mc_server_close_idle(s);
+        fake_free(f);
+    }
+}
+
+/* a server that closes on md and is really gone: a node failure, not a
+ * missing command */
+static void test_fake_meta_gone(apr_pool_t *p)
+{
+    static const fstep_t steps[] = {
+        { "md k C7", NULL, 0, F_NOREPLY | F_CLOSE, 0, 0 },
+    };
+    fake_t *f = fake_start(steps, NSTEPS(steps));
+    obs_t o;
+    msm_mc_server_t *s = make_server(p, f->port, MS(300), 1024, &o);
+    apr_status_t rv;
+
+    /* after the close nobody answers: the "version" check times out */
+    rv = msm_mc_delete_cas(s, "k", 7);
+    CHECK(msm_mc_node_failed(rv));
+    CHECK_INT_EQ(o.no_meta, 0);
+    CHECK(fake_stop(f));
+    msm_mc_server_close_idle(s);
+    fake_free(f);
+}
+
 /* gets worked but the node failed on the touch: a failure */
 static void test_fake_touch_fails(apr_pool_t *p)
 {
@@ -582,11 +650,13 @@ static void test_fake_bad_replies(apr_pool_t *p)
     CHECK_STATUS(rv, MSM_MC_EPROTO);
     CHECK(msm_mc_node_failed(rv));
     CHECK(item.value == NULL);
-    /* a huge value: refused from its header line, at once */
+    /* a huge value: refused from its header line, at once; too big to
+     * read is not the node's failure (another client may read it) */
     t0 = apr_time_now();
     rv = msm_mc_get(s, p, "k", &item);
     t0 = apr_time_now() - t0;
-    CHECK_STATUS(rv, MSM_MC_EPROTO);
+    CHECK_STATUS(rv, MSM_MC_ETOOBIG);
+    CHECK(!msm_mc_node_failed(rv));
     CHECK(item.value == NULL);
     CHECK_MSG(t0 < MS(200), "took %ld us", (long)t0);
     /* more than one reply: out of step */
@@ -602,7 +672,7 @@ static void test_fake_bad_replies(apr_pool_t *p)
     /* a value larger than max_value (10 here) */
     {
         msm_mc_server_t *small = make_server(p, f->port, MS(1000), 10, NULL);
-        CHECK_STATUS(msm_mc_get(small, p, "k", &item), MSM_MC_EPROTO);
+        CHECK_STATUS(msm_mc_get(small, p, "k", &item), MSM_MC_ETOOBIG);
         CHECK(item.value == NULL);
         msm_mc_server_close_idle(small);
         /* a bare LF inside the framing */
@@ -860,6 +930,34 @@ static void test_real_basic(apr_pool_t *p, int port)
     msm_mc_server_close_idle(s);
 }
 
+/* compare-and-delete on a real memcached (>= 1.6) */
+static void test_real_delete_cas(apr_pool_t *p, int port)
+{
+    obs_t o;
+    msm_mc_server_t *s = make_server(p, (apr_port_t)port, MS(1000), 1024, &o);
+    const char *k = K(p, "mdcas");
+    msm_mc_item_t item;
+
+    CHECK_STATUS(msm_mc_store(s, MSM_MC_SET, k, "v1", 2, 0, 60, 0),
+                 APR_SUCCESS);
+    CHECK_STATUS(msm_mc_get(s, p, k, &item), APR_SUCCESS);
+    /* another cas: left alone */
+    CHECK_STATUS(msm_mc_delete_cas(s, k, item.cas + 1), APR_EEXIST);
+    CHECK_STATUS(msm_mc_get(s, p, k, &item), APR_SUCCESS);
+    /* changed since it was read: left alone */
+    CHECK_STATUS(msm_mc_store(s, MSM_MC_SET, k, "v2", 2, 0, 60, 0),
+                 APR_SUCCESS);
+    CHECK_STATUS(msm_mc_delete_cas(s, k, item.cas), APR_EEXIST);
+    CHECK_STATUS(msm_mc_get(s, p, k, &item), APR_SUCCESS);
+    CHECK_STR_EQ(item.value, "v2");
+    /* as read: deleted */
+    CHECK_STATUS(msm_mc_delete_cas(s, k, item.cas), APR_SUCCESS);
+    CHECK_STATUS(msm_mc_get(s, p, k, &item), APR_NOTFOUND);
+    CHECK_STATUS(msm_mc_delete_cas(s, k, 1), APR_NOTFOUND);
+    CHECK_INT_EQ(o.no_meta, 0);
+    msm_mc_server_close_idle(s);
+}
+
 static void test_real_sizes_and_keys(apr_pool_t *p, int port)
 {
     apr_size_t big = 500 * 1024, i;
@@ -890,10 +988,13 @@ static void test_real_sizes_and_keys(apr_pool_t *p, int port)
     CHECK_STATUS(msm_mc_get_touch(s, p, k, 60, &item), APR_SUCCESS);
     CHECK_MEM_EQ(item.value, item.len, v, big);
     CHECK_STATUS(msm_mc_version(s, p, &kk), APR_SUCCESS);
-    /* a client with a smaller max_value refuses to read it */
+    /* a client with a smaller max_value refuses to read it, and the node
+     * is not at fault; its next operation works on a new connection */
     rv = msm_mc_get(small, p, k, &item);
-    CHECK_STATUS(rv, MSM_MC_EPROTO);
+    CHECK_STATUS(rv, MSM_MC_ETOOBIG);
+    CHECK(!msm_mc_node_failed(rv));
     CHECK(item.value == NULL);
+    CHECK_STATUS(msm_mc_version(small, p, &kk), APR_SUCCESS);
 
     /* over max_value: refused without sending */
     ops = o.ops;
@@ -1085,6 +1186,8 @@ int main(void)
 
     test_fake_gats_error(p);
     test_fake_gats_closed(p);
+    test_fake_meta_unknown(p);
+    test_fake_meta_gone(p);
     test_fake_all_errors(p);
     test_fake_touch_fails(p);
     test_fake_drip(p);
@@ -1103,6 +1206,7 @@ int main(void)
     }
     test_real_basic(p, ports[0]);
     test_real_sizes_and_keys(p, ports[0]);
+    test_real_delete_cas(p, ports[0]);
     test_real_expiry(p, ports[0]);
     test_real_threads(p, ports[0]);
     if (nports >= 2) {

@@ -5,6 +5,7 @@
 #include <apr_strings.h>
 
 #define HEX "0123456789abcdef0123456789abcdef"
+#define HEX_TAG "b1775a78"     /* sha1sum of HEX */
 
 static int is_lower_hex(const char *s, apr_size_t n)
 {
@@ -234,22 +235,38 @@ static void test_cookie_and_key(apr_pool_t *p)
 
     CHECK_INT_EQ(msm_id_parse(HEX "-n1.r1", &id), 1);
     key = msm_id_key(p, MSM_NS_SESSION, "app1:", &id);
-    CHECK_STR_EQ(key, "app1:" HEX "-n1");
-    key = msm_id_key(p, MSM_NS_BACKUP, "app1:", &id);
-    CHECK_STR_EQ(key, "bak:app1:" HEX "-n1");
+    CHECK_STR_EQ(key, "app1:" HEX);
     key = msm_id_key(p, MSM_NS_LOCK, "", &id);
-    CHECK_STR_EQ(key, "lock:" HEX "-n1");
+    CHECK_STR_EQ(key, "lock:" HEX);
     CHECK(strstr(msm_id_key(p, MSM_NS_SESSION, "x:", &id), "r1") == NULL);
-    /* same id with or without a route: the same key */
+    /* same id with or without a route, on another node: the same key (the
+     * node only says where the primary copy is) */
     CHECK_INT_EQ(msm_id_parse(HEX "-n1", &back), 1);
     CHECK_STR_EQ(msm_id_key(p, MSM_NS_SESSION, "p:", &id),
                  msm_id_key(p, MSM_NS_SESSION, "p:", &back));
-    CHECK_STR_EQ(msm_id_key(p, MSM_NS_BACKUP, "p:", &id),
-                 msm_id_key(p, MSM_NS_BACKUP, "p:", &back));
-    /* another node: another key */
     CHECK_INT_EQ(msm_id_parse(HEX "-n2.r1", &back), 1);
+    CHECK_STR_EQ(msm_id_key(p, MSM_NS_SESSION, "p:", &id),
+                 msm_id_key(p, MSM_NS_SESSION, "p:", &back));
+    /* another prefix: another key */
     CHECK(strcmp(msm_id_key(p, MSM_NS_SESSION, "p:", &id),
-                 msm_id_key(p, MSM_NS_SESSION, "p:", &back)) != 0);
+                 msm_id_key(p, MSM_NS_SESSION, "q:", &id)) != 0);
+}
+
+/* The log tag: 8 hex digits of SHA-1(hex), never a part of the id. */
+static void test_tag(void)
+{
+    msm_id_t id;
+    char tag[MSM_ID_TAG_LEN + 1];
+
+    CHECK_INT_EQ(msm_id_parse(HEX "-n1", &id), 1);
+    msm_id_tag(&id, tag);
+    CHECK_INT_EQ(strlen(tag), MSM_ID_TAG_LEN);
+    CHECK(strstr(HEX, tag) == NULL);
+    /* printf %s <HEX> | sha1sum | cut -c1-8 */
+    CHECK_STR_EQ(tag, HEX_TAG);
+    CHECK_INT_EQ(msm_id_parse(HEX "-n2.r1", &id), 1);
+    msm_id_tag(&id, tag);
+    CHECK_STR_EQ(tag, HEX_TAG);
 }
 
 static void test_prefix_and_names(apr_pool_t *p)
@@ -341,5 +358,6 @@ int main(void)
     test_cookie_and_key(p);
     test_prefix_and_names(p);
     test_spread();
+    test_tag();
     return unit_done();
 }

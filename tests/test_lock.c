@@ -101,8 +101,11 @@ static msm_nodes_t *lock_nodes(apr_pool_t *p, int port, int dead_port)
         fprintf(stderr, "cannot set up the nodes\n");
         exit(2);
     }
-    msm_nodes_attach_shared(nodes, apr_pcalloc(p,
-                                               msm_nodes_shared_size(nodes)));
+    {
+        void *health = apr_pcalloc(p, msm_health_size(8));
+        msm_health_format(health, 8);
+        msm_nodes_attach_health(nodes, health);
+    }
     nodes->retry = apr_time_from_sec(10);
     nodes->timeout = apr_time_from_msec(300);
     nodes->max_value = 1024 * 1024;

@@ -54,9 +54,13 @@ static msm_nodes_t *make_nodes(apr_pool_t *p, const char *list,
             exit(2);
         }
     }
-    mem = calloc(1, msm_nodes_shared_size(nodes));
+    mem = calloc(1, msm_health_size(64));
     shared_blocks[nshared++] = mem;
-    msm_nodes_attach_shared(nodes, mem);
+    msm_health_format(mem, 64);
+    if ((err = msm_nodes_attach_health(nodes, mem)) != NULL) {
+        fprintf(stderr, "attach_health(%s): %s\n", list, err);
+        exit(2);
+    }
     nodes->retry = RETRY;
     nodes->timeout = apr_time_from_msec(300);
     nodes->max_value = 1024 * 1024;
@@ -159,6 +163,7 @@ static void test_resolve_clone(apr_pool_t *p)
 {
     msm_nodes_t *nodes = make_nodes(p, "a:127.0.0.1:11211 b:localhost:11212",
                                     NULL);
+    void *table = shared_blocks[nshared - 1];      /* make_nodes' */
     msm_nodes_t *copy;
     const char *err = msm_nodes_resolve(nodes, p);
     void *mem;
@@ -177,16 +182,19 @@ static void test_resolve_clone(apr_pool_t *p)
     CHECK(copy->node != nodes->node);
     CHECK(copy->node[0].shared == NULL && copy->node[1].shared == NULL);
     CHECK(copy->node[0].mc == NULL);
-    CHECK(copy->all_dead_logged == NULL);
     CHECK_STR_EQ(copy->node[1].id, "b");
     CHECK(copy->retry == nodes->retry);
-    mem = calloc(1, msm_nodes_shared_size(copy));
+    /* health belongs to an address: in the same table the copy sees node
+     * a dead as well; in another table it has health of its own */
+    mem = calloc(1, msm_health_size(8));
     shared_blocks[nshared++] = mem;
-    msm_nodes_attach_shared(copy, mem);
-    /* its own health: node a is dead in the original only */
+    msm_health_format(mem, 8);
+    CHECK(msm_nodes_attach_health(copy, mem) == NULL);
     CHECK(!msm_node_is_live(&nodes->node[0]));
     CHECK(msm_node_is_live(&copy->node[0]));
-    CHECK(nodes->node[0].shared != NULL);   /* the original keeps its own */
+    CHECK(msm_nodes_attach_health(copy, table) == NULL);
+    CHECK(!msm_node_is_live(&copy->node[0]));
+    CHECK(copy->node[0].shared == nodes->node[0].shared);
 }
 
 static void test_failover(apr_pool_t *p)
@@ -220,36 +228,47 @@ static void test_failover(apr_pool_t *p)
           && !nodes->node[2].failover);
 }
 
-static void test_shared(apr_pool_t *p)
+static void test_health_table(apr_pool_t *p)
 {
-    msm_nodes_t *nodes;
-    char *mem;
-    apr_size_t size;
+    msm_nodes_t *nodes, *again, *other, *many;
+    char *mem = calloc(1, msm_health_size(4));
+    apr_time_t now = apr_time_now();
     int i;
 
+    CHECK_INT_EQ(msm_health_capacity(mem), 0);      /* not formatted */
+    msm_health_format(mem, 4);
+    CHECK_INT_EQ(msm_health_capacity(mem), 4);
     parse_list(p, "a:h:1 b:h:2 c:h:3", &nodes);
-    size = msm_nodes_shared_size(nodes);
-    CHECK(size >= sizeof(apr_uint64_t) + 3 * sizeof(msm_node_shared_t));
-    mem = calloc(1, size);
-    msm_nodes_attach_shared(nodes, mem);
-    CHECK((void *)nodes->all_dead_logged == (void *)mem);
+    CHECK(msm_nodes_attach_health(nodes, mem) == NULL);
     for (i = 0; i < 3; i++) {
         char *s = (char *)nodes->node[i].shared;
-        CHECK(s >= mem + sizeof(apr_uint64_t));
-        CHECK(s + sizeof(msm_node_shared_t) <= mem + size);
+        CHECK(s > mem && s + sizeof(msm_node_shared_t)
+                         <= mem + msm_health_size(4));
         CHECK(((apr_uintptr_t)s & 7) == 0);
-        CHECK(s != (char *)nodes->all_dead_logged);
         CHECK(msm_node_is_live(&nodes->node[i]));
+        CHECK(msm_node_last_failure(&nodes->node[i]) == 0);
     }
     CHECK(nodes->node[0].shared != nodes->node[1].shared);
-    CHECK((char *)nodes->node[1].shared
-          >= (char *)nodes->node[0].shared + sizeof(msm_node_shared_t));
-    /* a report on one node changes that node only */
-    kill_node(&nodes->node[1], apr_time_now());
+    /* a report on one node changes that node only, and dates it */
+    kill_node(&nodes->node[1], now);
     CHECK(msm_node_is_live(&nodes->node[0]));
     CHECK(!msm_node_is_live(&nodes->node[1]));
     CHECK(msm_node_is_live(&nodes->node[2]));
-    CHECK(*nodes->all_dead_logged == 0);
+    CHECK(msm_node_last_failure(&nodes->node[1]) == now);
+    CHECK(msm_node_last_failure(&nodes->node[0]) == 0);
+    /* a graceful restart parses the list anew: the same addresses find
+     * their state (other ids, other order: the address is what counts) */
+    parse_list(p, "x:h:3 y:h:2", &again);
+    CHECK(msm_nodes_attach_health(again, mem) == NULL);
+    CHECK(again->node[1].shared == nodes->node[1].shared);
+    CHECK(!msm_node_is_live(&again->node[1]));
+    CHECK(msm_node_last_failure(&again->node[1]) == now);
+    CHECK(msm_node_is_live(&again->node[0]));
+    /* one slot left: a new address takes it, the next does not fit */
+    parse_list(p, "d:h:4", &other);
+    CHECK(msm_nodes_attach_health(other, mem) == NULL);
+    parse_list(p, "e:h:5", &many);
+    CHECK(msm_nodes_attach_health(many, mem) != NULL);
     free(mem);
 }
 
@@ -708,7 +727,7 @@ int main(void)
     test_parse(p);
     test_resolve_clone(p);
     test_failover(p);
-    test_shared(p);
+    test_health_table(p);
     test_report(p);
     test_usable(p);
     test_usable_race(p);

@@ -1,0 +1,305 @@
+#include "msm_copy.h"
+
+#include <string.h>
+#include <apr_strings.h>
+
+#define MAGIC "MSM1 "
+#define MAGIC_LEN 5
+#define HEX64_LEN 16
+#define NO_PRIMARY "-"
+
+/* ---- the format ---- */
+
+char *msm_copy_encode(apr_pool_t *p, const msm_copy_meta_t *meta,
+                      const char *payload, apr_size_t len,
+                      apr_size_t *value_len)
+{
+    char header[MSM_COPY_HEADER_MAX + 1];
+    int hlen;
+    char *value;
+
+    if (meta->kind != MSM_COPY_SESSION) {
+        len = 0;
+    }
+    hlen = apr_snprintf(header, sizeof(header), MAGIC "%c %016" APR_UINT64_T_HEX_FMT
+                        " %016" APR_UINT64_T_HEX_FMT " %s\n", meta->kind,
+                        meta->version, (apr_uint64_t)meta->written,
+                        meta->primary[0] ? meta->primary : NO_PRIMARY);
+    value = apr_palloc(p, (apr_size_t)hlen + len + 1);
+    memcpy(value, header, (apr_size_t)hlen);
+    if (len) {
+        memcpy(value + hlen, payload, len);
+    }
+    value[hlen + len] = '\0';
+    *value_len = (apr_size_t)hlen + len;
+    return value;
+}
+
+/* 16 lowercase hex digits at s, as the encoder writes them. */
+static int parse_hex64(const char *s, apr_uint64_t *out)
+{
+    apr_uint64_t v = 0;
+    int i;
+
+    for (i = 0; i < HEX64_LEN; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) {
+            return 0;
+        }
+        v = v << 4 | (apr_uint64_t)d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* "<kind> <version> <written> <primary>\n" after the magic; the length of
+ * the header, or 0. */
+static apr_size_t parse_header(const char *v, apr_size_t len,
+                               msm_copy_meta_t *m)
+{
+    const char *p = v + MAGIC_LEN, *end = v + len, *nl;
+    apr_uint64_t written;
+    apr_size_t n;
+
+    if (len < MAGIC_LEN + 2 + 2 * (HEX64_LEN + 1) + 1
+        || memcmp(v, MAGIC, MAGIC_LEN) != 0
+        || (p[0] != MSM_COPY_SESSION && p[0] != MSM_COPY_DESTROYED)
+        || p[1] != ' ' || !parse_hex64(p + 2, &m->version)
+        || p[2 + HEX64_LEN] != ' ' || !parse_hex64(p + 3 + HEX64_LEN, &written)
+        || p[3 + 2 * HEX64_LEN] != ' ') {
+        return 0;
+    }
+    m->kind = p[0];
+    m->written = (apr_time_t)written;
+    p += 4 + 2 * HEX64_LEN;
+    nl = memchr(p, '\n', (apr_size_t)(end - p));
+    if (nl == NULL || (n = (apr_size_t)(nl - p)) == 0 || n > MSM_NAME_MAX) {
+        return 0;
+    }
+    memcpy(m->primary, p, n);
+    m->primary[n] = '\0';
+    if (strcmp(m->primary, NO_PRIMARY) == 0) {
+        m->primary[0] = '\0';
+    }
+    else if (!msm_name_is_valid(m->primary)) {
+        return 0;
+    }
+    /* A tombstone has no payload and no primary; a session has both. */
+    if ((m->kind == MSM_COPY_DESTROYED) != (m->primary[0] == '\0')) {
+        return 0;
+    }
+    return (apr_size_t)(nl + 1 - v);
+}
+
+void msm_copy_decode(const char *value, apr_size_t len, msm_seen_t *seen)
+{
+    apr_size_t hlen;
+
+    memset(&seen->meta, 0, sizeof(seen->meta));
+    seen->payload = NULL;
+    seen->len = 0;
+    hlen = value ? parse_header(value, len, &seen->meta) : 0;
+    if (hlen == 0 || (seen->meta.kind == MSM_COPY_DESTROYED && hlen != len)) {
+        memset(&seen->meta, 0, sizeof(seen->meta));
+        seen->what = MSM_SEEN_CORRUPT;
+        return;
+    }
+    seen->what = MSM_SEEN_COPY;
+    seen->payload = value + hlen;
+    seen->len = len - hlen;
+}
+
+/* ---- ordering ---- */
+
+int msm_copy_order(const msm_copy_meta_t *a, const msm_copy_meta_t *b)
+{
+    if (a->version != b->version) {
+        return a->version < b->version ? -1 : 1;
+    }
+    if (a->written != b->written) {
+        return a->written < b->written ? -1 : 1;
+    }
+    return 0;
+}
+
+int msm_copy_supersedes(const msm_copy_meta_t *incoming,
+                        const msm_copy_meta_t *existing)
+{
+    if (existing == NULL) {
+        return 1;
+    }
+    if (existing->kind == MSM_COPY_DESTROYED) {
+        return 0;
+    }
+    return incoming->kind == MSM_COPY_DESTROYED
+        || msm_copy_order(incoming, existing) > 0;
+}
+
+/* ---- reading ---- */
+
+static int is_session(const msm_seen_t *s)
+{
+    return s->what == MSM_SEEN_COPY && s->meta.kind == MSM_COPY_SESSION;
+}
+
+msm_read_e msm_decide_read(const msm_seen_t *seen, const char *node_id,
+                           apr_time_t last_down)
+{
+    switch (seen->what) {
+    case MSM_SEEN_TOOBIG:
+        return MSM_READ_UNREADABLE;
+    case MSM_SEEN_COPY:
+        if (seen->meta.kind == MSM_COPY_DESTROYED) {
+            return MSM_READ_GONE;
+        }
+        /* A backup, or a copy left behind by a move: the primary is
+         * elsewhere. A copy from before the node's last outage may have
+         * been superseded meanwhile. */
+        if (strcmp(seen->meta.primary, node_id) != 0
+            || (last_down != 0 && seen->meta.written <= last_down)) {
+            return MSM_READ_SEARCH;
+        }
+        return MSM_READ_SERVE;
+    default:
+        return MSM_READ_SEARCH;
+    }
+}
+
+static int node_index(const msm_search_t *s, const char *id)
+{
+    int i;
+
+    for (i = 0; i < s->count; i++) {
+        if (strcmp(s->node_ids[i], id) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Index of the newest session copy, -1 if none. */
+static int find_newest(const msm_search_t *s, int *gone, int *failed,
+                       int *toobig)
+{
+    int i, newest = -1;
+
+    *gone = *failed = *toobig = 0;
+    for (i = 0; i < s->count; i++) {
+        const msm_seen_t *x = &s->seen[i];
+        *failed |= x->what == MSM_SEEN_FAILED;
+        *toobig |= x->what == MSM_SEEN_TOOBIG;
+        *gone |= x->what == MSM_SEEN_COPY
+                 && x->meta.kind == MSM_COPY_DESTROYED;
+        if (is_session(x) && (newest < 0 || msm_copy_order(
+                &x->meta, &s->seen[newest].meta) > 0)) {
+            newest = i;
+        }
+    }
+    return newest;
+}
+
+/* Older copies that claim to be the primary on their own node. */
+static unsigned int stale_claims(const msm_search_t *s, int newest, int skip)
+{
+    unsigned int bits = 0;
+    int i;
+
+    for (i = 0; i < s->count && i < 32; i++) {
+        const msm_seen_t *x = &s->seen[i];
+        if (i != skip && is_session(x)
+            && strcmp(x->meta.primary, s->node_ids[i]) == 0
+            && msm_copy_order(&x->meta, &s->seen[newest].meta) < 0) {
+            bits |= 1u << i;
+        }
+    }
+    return bits;
+}
+
+void msm_decide_found(const msm_search_t *s, msm_resolution_t *out)
+{
+    int gone, failed, toobig, p;
+    int newest = find_newest(s, &gone, &failed, &toobig);
+    const msm_copy_meta_t *m;
+
+    memset(out, 0, sizeof(*out));
+    out->newest = out->primary = -1;
+    if (gone) {
+        out->found = MSM_FOUND_GONE;
+        return;
+    }
+    /* A copy this server cannot read may be newer than any it can: serving
+     * an older one would go back in time. A node that did not answer may
+     * hold a newer copy too, but then every node holding it is gone, which
+     * is the case the guarantee leaves out (README, "Guarantees"). */
+    if (toobig || newest < 0) {
+        out->found = toobig || failed ? MSM_FOUND_UNKNOWN : MSM_FOUND_NOTHING;
+        return;
+    }
+    m = &s->seen[newest].meta;
+    p = node_index(s, m->primary);
+    out->newest = newest;
+    if (p >= 0 && is_session(&s->seen[p])
+        && msm_copy_order(&s->seen[p].meta, m) == 0) {
+        out->found = MSM_FOUND_AT_PRIMARY;
+        out->primary = p;
+    }
+    else if (p >= 0 && s->seen[p].what != MSM_SEEN_FAILED) {
+        out->found = MSM_FOUND_RESTORE;     /* it answered: alive, lost it */
+        out->primary = p;
+    }
+    else {
+        out->found = MSM_FOUND_MOVE;
+        out->primary = newest;
+    }
+    out->stale = stale_claims(s, newest, out->primary);
+}
+
+/* ---- writing ---- */
+
+msm_write_e msm_decide_write(msm_write_mode_e mode, const msm_seen_t *seen,
+                             msm_copy_meta_t *incoming)
+{
+    int destroyed = seen->what == MSM_SEEN_COPY
+                    && seen->meta.kind == MSM_COPY_DESTROYED;
+
+    if (mode == MSM_WRITE_TOMBSTONE) {
+        return destroyed ? MSM_DO_NOTHING : MSM_DO_SET;
+    }
+    switch (seen->what) {
+    case MSM_SEEN_NONE:
+        return MSM_DO_ADD;
+    case MSM_SEEN_CORRUPT:
+        return MSM_DO_CAS;
+    case MSM_SEEN_COPY:
+        if (destroyed) {
+            return MSM_DO_DROP;
+        }
+        if (mode == MSM_WRITE_PRIMARY) {
+            if (incoming->version <= seen->meta.version) {
+                incoming->version = seen->meta.version + 1;
+            }
+            return MSM_DO_CAS;
+        }
+        return msm_copy_supersedes(incoming, &seen->meta) ? MSM_DO_CAS
+                                                          : MSM_DO_NOTHING;
+    default:
+        /* Not read (a conditional write reads first), or too large to
+         * read: never written over blind. */
+        return MSM_DO_NOTHING;
+    }
+}
+
+/* ---- the cookie ---- */
+
+msm_cookie_e msm_decide_cookie(const msm_cookie_facts_t *f)
+{
+    if (f->destroyed_here) {
+        return f->cookie_in ? MSM_COOKIE_CLEAR : MSM_COOKIE_KEEP;
+    }
+    if (f->has_id && (f->id_changed || f->sliding_max_age)) {
+        return MSM_COOKIE_SET;
+    }
+    return MSM_COOKIE_KEEP;
+}
