@@ -198,7 +198,7 @@ static void load_session(msm_req_t *q)
      * alone: the browser may hold a newer one by now (a login that
      * answered while this request was on its way). */
     q->s.has_id = 0;
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, q->r, MSMLOGNO(00122)
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, MSMLOGNO(00122)
                   "session %s %s", msm_req_tag(q),
                   q->s.destroyed ? "is destroyed" : "not found");
 }

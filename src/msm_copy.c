@@ -217,6 +217,19 @@ static unsigned int stale_claims(const msm_search_t *s, int newest, int skip)
     return bits;
 }
 
+static unsigned int sessions_held(const msm_search_t *s)
+{
+    unsigned int bits = 0;
+    int i;
+
+    for (i = 0; i < s->count && i < 32; i++) {
+        if (is_session(&s->seen[i])) {
+            bits |= 1u << i;
+        }
+    }
+    return bits;
+}
+
 void msm_decide_found(const msm_search_t *s, msm_resolution_t *out)
 {
     int gone, failed, toobig, p;
@@ -226,7 +239,10 @@ void msm_decide_found(const msm_search_t *s, msm_resolution_t *out)
     memset(out, 0, sizeof(*out));
     out->newest = out->primary = -1;
     if (gone) {
+        /* Copies that outlived the destroy (their node was unreachable
+         * then) get the tombstone too. */
         out->found = MSM_FOUND_GONE;
+        out->stale = sessions_held(s);
         return;
     }
     /* A copy this server cannot read may be newer than any it can: serving

@@ -132,11 +132,13 @@ typedef struct msm_resolution {
                                  * RESTORE, MOVE); else -1 */
     int primary;                /* where the session lives from now on
                                  * (AT_PRIMARY, RESTORE, MOVE); else -1 */
-    /* Nodes whose copy is older than the newest and whose header claims
-     * they are its primary: left as they are, a read through an old
-     * cookie would trust them. The executor overwrites them with the
-     * newest copy (whose header names the real primary). */
-    unsigned int stale;         /* bit i: node i */
+    /* Nodes whose copy must be overwritten, bit i for node i. Found: the
+     * older copies whose header claims they are the primary (left as they
+     * are, a read through an old cookie would trust them); the executor
+     * writes the newest copy there, whose header names the real primary.
+     * GONE: the session copies that outlived the destroy; the executor
+     * writes the tombstone there. */
+    unsigned int stale;
 } msm_resolution_t;
 
 void msm_decide_found(const msm_search_t *search, msm_resolution_t *out);

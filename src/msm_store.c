@@ -780,6 +780,25 @@ static void schedule_repairs(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
+/* Copies that outlived a destroy (their node was unreachable then) get a
+ * tombstone, so that reads through them stop searching. */
+static void schedule_tombstones(const msm_store_conf_t *c,
+                                msm_store_ctx_t *ctx, unsigned int stale,
+                                const char *key, const msm_seen_t *seen)
+{
+    msm_copy_meta_t tomb;
+    int i;
+
+    for (i = 0; i < c->nodes->count && i < 32; i++) {
+        if (stale & (1u << i)) {
+            meta_init(&tomb, MSM_COPY_DESTROYED, seen[i].meta.version + 1,
+                      NULL);
+            later_copy(c, ctx, LATER_REPAIR, &c->nodes->node[i], key, &tomb,
+                       NULL, 0, 0);
+        }
+    }
+}
+
 static apr_status_t adopt(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                           msm_session_t *s, const char *key,
                           const msm_search_t *search,
@@ -856,6 +875,7 @@ static apr_status_t search(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     msm_decide_found(&sr, &res);
     switch (res.found) {
     case MSM_FOUND_GONE:
+        schedule_tombstones(c, ctx, res.stale, key, &seen[0]);
         return gone(c, s);
     case MSM_FOUND_NOTHING:
     case MSM_FOUND_UNKNOWN:
