@@ -170,7 +170,7 @@ if [ -n "$missing" ]; then
 fi
 PHP_SO=$(ls "$MODDIR"/libphp*.so 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$PHP_SO" ] || die "no libphp*.so in $MODDIR (libapache2-mod-php)"
-for m in mpm_prefork authz_core mime session session_cookie session_crypto session_dbd dbd socache_shmcb; do
+for m in mpm_prefork authz_core mime session session_cookie session_crypto session_dbd dbd; do
     [ -e "$MODDIR/mod_$m.so" ] || die "missing $MODDIR/mod_$m.so"
 done
 for c in wrk memcached curl sqlite3 "$HTTPD" "$APXS"; do
