@@ -138,6 +138,8 @@ int msm_sticky_get(msm_req_t *q);
 void msm_sticky_loaded(msm_req_t *q);
 /* After a save: q->s as written. */
 void msm_sticky_put(msm_req_t *q, const char *value, apr_size_t len);
+/* The tier's numbers (for the statistics); 0 when there is no tier. */
+int msm_sticky_tier_stats(msm_tier_stats_t *out);
 /* id is destroyed (logout, new id at login, found destroyed). */
 void msm_sticky_destroyed(msm_req_t *q, const msm_id_t *id,
                           apr_uint64_t version);

@@ -24,7 +24,7 @@ static const struct {
     C(load_miss, "Session cookies whose session was not found"),
     C(saved, "Session writes"),
     C(skipped_unmodified, "Saves skipped because nothing changed"),
-    C(deleted, "Sessions deleted (emptied by the application)"),
+    C(deleted, "Sessions destroyed (emptied by the application)"),
     C(relocated, "Sessions moved to another node after a node failure"),
     C(backup_reads, "Reads of backup copies"),
     C(backup_hits, "Backup copies found"),
@@ -147,8 +147,46 @@ static void json_node(request_rec *r, void *baton, int list,
     *first = 0;
 }
 
+/* ---- the sticky tier ---- */
+
+static const struct {
+    const char *name;           /* JSON key; Prometheus msm_sticky_tier_<name> */
+    const char *help;
+    const char *type;           /* Prometheus type */
+} tier_fields[] = {
+    { "slots", "Slots of the sticky tier", "gauge" },
+    { "entries", "Slots holding a session or a tombstone", "gauge" },
+    { "slot_bytes", "Shared memory per slot, in bytes", "gauge" },
+    { "payload_max", "Largest session a slot holds, in bytes", "gauge" },
+    { "evictions_total", "Entries evicted to make room", "counter" },
+    { "too_large_total", "Sessions too large for a slot (read from "
+      "memcached)", "counter" },
+    { "recovered_total", "Slot locks taken over from dead writers",
+      "counter" },
+};
+#define NTIERFIELDS (sizeof(tier_fields) / sizeof(tier_fields[0]))
+
+/* The tier's numbers in tier_fields' order; 0 without a tier. */
+static int tier_values(apr_uint64_t v[NTIERFIELDS])
+{
+    msm_tier_stats_t ts;
+
+    if (!msm_sticky_tier_stats(&ts)) {
+        return 0;
+    }
+    v[0] = ts.slots;
+    v[1] = ts.in_use;
+    v[2] = ts.slot_bytes;
+    v[3] = ts.payload_max;
+    v[4] = ts.evicted;
+    v[5] = ts.marked;
+    v[6] = ts.recovered;
+    return 1;
+}
+
 static void write_json(request_rec *r)
 {
+    apr_uint64_t tier[NTIERFIELDS];
     int first = 1;
     apr_size_t i;
 
@@ -160,7 +198,16 @@ static void write_json(request_rec *r)
     }
     ap_rputs("\n  },\n  \"nodes\": [", r);
     each_node(r, json_node, &first);
-    ap_rputs("\n  ]\n}\n", r);
+    ap_rputs("\n  ],\n  \"sticky_tier\": ", r);
+    if (!tier_values(tier)) {
+        ap_rputs("null\n}\n", r);
+        return;
+    }
+    for (i = 0; i < NTIERFIELDS; i++) {
+        ap_rprintf(r, "%s\n    \"%s\": %" APR_UINT64_T_FMT, i ? "," : "{",
+                   tier_fields[i].name, tier[i]);
+    }
+    ap_rputs("\n  }\n}\n", r);
 }
 
 /* ---- Prometheus text format: each metric family in one group ---- */
@@ -228,6 +275,22 @@ static void prom_node(request_rec *r, void *baton, int list,
     }
 }
 
+static void prom_tier(request_rec *r)
+{
+    apr_uint64_t tier[NTIERFIELDS];
+    apr_size_t i;
+
+    if (!tier_values(tier)) {
+        return;
+    }
+    for (i = 0; i < NTIERFIELDS; i++) {
+        const char *name = apr_pstrcat(r->pool, "msm_sticky_tier_",
+                                       tier_fields[i].name, NULL);
+        prom_header(r, name, tier_fields[i].type, tier_fields[i].help);
+        ap_rprintf(r, "%s %" APR_UINT64_T_FMT "\n", name, tier[i]);
+    }
+}
+
 static void write_prometheus(request_rec *r)
 {
     prom_pass_t pass = { FAMILY_UP, 0 };
@@ -262,6 +325,7 @@ static void write_prometheus(request_rec *r)
     prom_header(r, "msm_node_operation_duration_seconds", "histogram",
                 "Duration of memcached operations");
     each_node(r, prom_node, &pass);
+    prom_tier(r);
 }
 
 /* ---- the handler and the mod_status section ---- */
@@ -312,6 +376,27 @@ static void status_node(request_rec *r, void *baton, int list,
                node_counter(n, 0), node_counter(n, 1), node_counter(n, 2));
 }
 
+static void status_tier(request_rec *r, int short_report)
+{
+    apr_uint64_t tier[NTIERFIELDS];
+    apr_size_t i;
+
+    if (!tier_values(tier)) {
+        return;
+    }
+    if (!short_report) {
+        ap_rputs("<h3>sticky tier</h3>\n<table>\n", r);
+    }
+    for (i = 0; i < NTIERFIELDS; i++) {
+        ap_rprintf(r, short_report ? "MsmStickyTier_%s: %" APR_UINT64_T_FMT
+                   "\n" : "<tr><td>%s</td><td>%" APR_UINT64_T_FMT
+                   "</td></tr>\n", tier_fields[i].name, tier[i]);
+    }
+    if (!short_report) {
+        ap_rputs("</table>\n", r);
+    }
+}
+
 static int msm_status_hook(request_rec *r, int flags)
 {
     int short_report = (flags & AP_STATUS_SHORT) != 0;
@@ -337,6 +422,7 @@ static int msm_status_hook(request_rec *r, int flags)
     if (!short_report) {
         ap_rputs("</table>\n", r);
     }
+    status_tier(r, short_report);
     return OK;
 }
 

@@ -129,6 +129,15 @@ void msm_sticky_register_hooks(apr_pool_t *p)
     ap_hook_monitor(sticky_monitor, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
+int msm_sticky_tier_stats(msm_tier_stats_t *out)
+{
+    if (tier == NULL) {
+        return 0;
+    }
+    msm_tier_stats(tier, out);
+    return 1;
+}
+
 /* ---- entries ---- */
 
 /* ids are validated lowercase hex */
