@@ -631,7 +631,7 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
             msm_mc_observer_t obs = { NULL, log_no_gat, log_no_meta, n };
             apr_status_t rv = msm_mc_server_create(pchild, n->addr,
                                                    nodes->timeout,
-                                                   nodes->max_value,
+                                   MSM_STORE_ITEM_MAX(nodes->max_value),
                                                    threads > 0 ? threads : 1,
                                                    &obs, &n->mc);
             if (rv != APR_SUCCESS) {

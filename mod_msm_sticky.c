@@ -208,6 +208,7 @@ int msm_sticky_get(msm_req_t *q)
     q->s.len = e.len;
     q->s.meta = e.meta;
     q->s.cas = 0;
+    q->s.loaded_at = q->r->request_time;
     q->from_local = 1;
     MSM_STAT_INC(q->sc->store.stats, local_hits);
     MSM_STAT_INC(q->sc->store.stats, load_hit);

@@ -179,25 +179,39 @@ static int node_index(const msm_search_t *s, const char *id)
     return -1;
 }
 
-/* Index of the newest session copy, -1 if none. */
-static int find_newest(const msm_search_t *s, int *gone, int *failed,
-                       int *toobig)
+/* A session copy written after its node's last failure: nothing can have
+ * superseded it while the node was unreachable. */
+static int trusted(const msm_search_t *s, int i)
 {
-    int i, newest = -1;
+    apr_time_t failed_at = s->last_failure ? s->last_failure[i] : 0;
 
-    *gone = *failed = *toobig = 0;
+    return is_session(&s->seen[i])
+        && (failed_at == 0 || s->seen[i].meta.written > failed_at);
+}
+
+typedef struct survey {
+    int newest;                 /* the newest session copy, -1 if none */
+    int gone, failed, toobig, trusted;
+} survey_t;
+
+static void survey(const msm_search_t *s, survey_t *v)
+{
+    int i;
+
+    memset(v, 0, sizeof(*v));
+    v->newest = -1;
     for (i = 0; i < s->count; i++) {
         const msm_seen_t *x = &s->seen[i];
-        *failed |= x->what == MSM_SEEN_FAILED;
-        *toobig |= x->what == MSM_SEEN_TOOBIG;
-        *gone |= x->what == MSM_SEEN_COPY
-                 && x->meta.kind == MSM_COPY_DESTROYED;
-        if (is_session(x) && (newest < 0 || msm_copy_order(
-                &x->meta, &s->seen[newest].meta) > 0)) {
-            newest = i;
+        v->failed |= x->what == MSM_SEEN_FAILED;
+        v->toobig |= x->what == MSM_SEEN_TOOBIG;
+        v->gone |= x->what == MSM_SEEN_COPY
+                   && x->meta.kind == MSM_COPY_DESTROYED;
+        v->trusted |= trusted(s, i);
+        if (is_session(x) && (v->newest < 0 || msm_copy_order(
+                &x->meta, &s->seen[v->newest].meta) > 0)) {
+            v->newest = i;
         }
     }
-    return newest;
 }
 
 /* Older copies that claim to be the primary on their own node. */
@@ -232,13 +246,14 @@ static unsigned int sessions_held(const msm_search_t *s)
 
 void msm_decide_found(const msm_search_t *s, msm_resolution_t *out)
 {
-    int gone, failed, toobig, p;
-    int newest = find_newest(s, &gone, &failed, &toobig);
+    survey_t v;
+    int p;
     const msm_copy_meta_t *m;
 
+    survey(s, &v);
     memset(out, 0, sizeof(*out));
     out->newest = out->primary = -1;
-    if (gone) {
+    if (v.gone) {
         /* Copies that outlived the destroy (their node was unreachable
          * then) get the tombstone too. */
         out->found = MSM_FOUND_GONE;
@@ -249,13 +264,14 @@ void msm_decide_found(const msm_search_t *s, msm_resolution_t *out)
      * an older one would go back in time. A node that did not answer may
      * hold a newer copy too, but then every node holding it is gone, which
      * is the case the guarantee leaves out (README, "Guarantees"). */
-    if (toobig || newest < 0) {
-        out->found = toobig || failed ? MSM_FOUND_UNKNOWN : MSM_FOUND_NOTHING;
+    if (v.toobig || v.newest < 0 || (s->need_trusted && !v.trusted)) {
+        out->found = v.toobig || v.failed || v.newest >= 0
+                     ? MSM_FOUND_UNKNOWN : MSM_FOUND_NOTHING;
         return;
     }
-    m = &s->seen[newest].meta;
+    m = &s->seen[v.newest].meta;
     p = node_index(s, m->primary);
-    out->newest = newest;
+    out->newest = v.newest;
     if (p >= 0 && is_session(&s->seen[p])
         && msm_copy_order(&s->seen[p].meta, m) == 0) {
         out->found = MSM_FOUND_AT_PRIMARY;
@@ -267,9 +283,9 @@ void msm_decide_found(const msm_search_t *s, msm_resolution_t *out)
     }
     else {
         out->found = MSM_FOUND_MOVE;
-        out->primary = newest;
+        out->primary = v.newest;
     }
-    out->stale = stale_claims(s, newest, out->primary);
+    out->stale = stale_claims(s, v.newest, out->primary);
 }
 
 /* ---- writing ---- */
@@ -305,6 +321,25 @@ msm_write_e msm_decide_write(msm_write_mode_e mode, const msm_seen_t *seen,
          * read: never written over blind. */
         return MSM_DO_NOTHING;
     }
+}
+
+msm_write_e msm_decide_add(msm_write_mode_e mode, int gone,
+                           const msm_copy_meta_t *newest,
+                           msm_copy_meta_t *incoming)
+{
+    if (gone) {
+        return MSM_DO_DROP;
+    }
+    if (newest->kind == MSM_COPY_SESSION) {
+        int order = msm_copy_order(newest, incoming);
+        if (mode != MSM_WRITE_PRIMARY && order > 0) {
+            return MSM_DO_NOTHING;
+        }
+        if (mode == MSM_WRITE_PRIMARY && order >= 0) {
+            incoming->version = newest->version + 1;
+        }
+    }
+    return MSM_DO_ADD;
 }
 
 /* ---- the cookie ---- */

@@ -111,12 +111,22 @@ typedef struct msm_search {
     const char *const *node_ids;    /* [count] */
     const msm_seen_t *seen;         /* [count]; MSM_SEEN_FAILED: not asked
                                      * (dead) or failed */
+    const apr_time_t *last_failure; /* [count], as for msm_decide_read; NULL:
+                                     * no node ever failed */
+    /* Sessions have backups (MsmBackup, 2+ nodes): a live session then has
+     * a copy written after its node's last failure somewhere. When every
+     * copy found predates its node's last failure, the evidence that would
+     * supersede them (newer copies, the tombstone) may have been lost with
+     * another node; they are not served. */
+    int need_trusted;
 } msm_search_t;
 
 typedef enum {
     MSM_FOUND_NOTHING = 0,      /* no node has it, and none failed */
     MSM_FOUND_UNKNOWN,          /* not found, but a node could not be asked
-                                 * (or holds it too large to read) */
+                                 * (or holds it too large to read), or only
+                                 * copies older than their node's last
+                                 * failure were found (need_trusted) */
     MSM_FOUND_GONE,             /* some node holds its tombstone */
     MSM_FOUND_AT_PRIMARY,       /* the newest copy is where its header says:
                                  * serve it from there */
@@ -167,6 +177,17 @@ typedef enum {
  * seen, so that the write is the newest copy. */
 msm_write_e msm_decide_write(msm_write_mode_e mode, const msm_seen_t *seen,
                              msm_copy_meta_t *incoming);
+
+/* A copy of an id that existed goes onto a node that lacks it (it
+ * restarted empty, say): what the other nodes hold decides. Their newest
+ * session copy (newest->kind 0: none) and whether one holds the tombstone
+ * (gone). MSM_DO_DROP: destroyed; MSM_DO_NOTHING: a replica older than a
+ * copy elsewhere (the next read finds that one); MSM_DO_ADD: add it (a
+ * replica of the newest copy too), in MSM_WRITE_PRIMARY mode with a
+ * version above any elsewhere. */
+msm_write_e msm_decide_add(msm_write_mode_e mode, int gone,
+                           const msm_copy_meta_t *newest,
+                           msm_copy_meta_t *incoming);
 
 /* ---- the cookie ---- */
 

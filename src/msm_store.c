@@ -13,7 +13,8 @@ typedef enum {
     LATER_BACKUP,               /* the backup copy of a write */
     LATER_REPAIR,               /* overwrite an older copy on one node */
     LATER_REFRESH,              /* re-write primary (cas) and backup */
-    LATER_KEEPALIVE             /* sticky: touch primary and backup */
+    LATER_KEEPALIVE,            /* sticky: touch primary and backup */
+    LATER_TOUCH                 /* restore a copy's expiry after a gats */
 } later_kind_e;
 
 typedef struct msm_later {
@@ -278,17 +279,56 @@ static apr_status_t observe(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     return rv;
 }
 
+/* A node failed, as opposed to a write that was refused or dropped. */
+static int node_failed(apr_status_t rv)
+{
+    return msm_mc_node_failed(rv) && rv != MSM_STORE_GONE
+        && rv != MSM_STORE_CONTENDED && rv != MSM_STORE_UNREADABLE;
+}
+
+/* What the nodes other than n hold of key: 1 if one holds the tombstone;
+ * *newest their newest session copy (kind 0: none). */
+static int survey_others(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                         const msm_node_t *n, const char *key,
+                         msm_copy_meta_t *newest)
+{
+    int i;
+
+    memset(newest, 0, sizeof(*newest));
+    for (i = 0; i < c->nodes->count; i++) {
+        msm_node_t *m = &c->nodes->node[i];
+        msm_seen_t seen;
+
+        if (m == n || !usable(c, ctx, m)
+            || observe(c, ctx, m, key, 0, &seen) != APR_SUCCESS
+            || seen.what != MSM_SEEN_COPY) {
+            continue;
+        }
+        if (seen.meta.kind == MSM_COPY_DESTROYED) {
+            return 1;
+        }
+        if (newest->kind == 0 || msm_copy_order(&seen.meta, newest) > 0) {
+            *newest = seen.meta;
+        }
+    }
+    return 0;
+}
+
 /* Puts a copy on n the way msm_decide_write says, reading first when what
  * n holds is not known (*seen MSM_SEEN_FAILED), and again after losing a
- * race. *seen ends as what n holds: the copy written, or the one that
- * made the write unnecessary. APR_SUCCESS (written, or n holds it or a
- * newer copy), MSM_STORE_GONE (the id is destroyed), MSM_MC_ETOOBIG, or a
- * node failure. */
+ * race. A session copy of an id that existed is added to a node that lacks
+ * it (it restarted empty, say) only where no other node holds the id's
+ * tombstone, unless the caller verified that already (absent_ok: a new
+ * id, or a search just asked every node). *seen ends as what n holds: the
+ * copy written, or the one that made the write unnecessary.
+ * APR_SUCCESS (written, or n holds it or a newer copy), MSM_STORE_GONE (the
+ * id is destroyed), MSM_STORE_UNREADABLE (n holds a copy too large to
+ * read), MSM_STORE_CONTENDED, MSM_MC_ETOOBIG, or a node failure. */
 static apr_status_t put_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                              msm_node_t *n, const char *key,
                              msm_write_mode_e mode, msm_copy_meta_t *meta,
                              const char *payload, apr_size_t len,
-                             msm_seen_t *seen)
+                             msm_seen_t *seen, int absent_ok)
 {
     int round;
 
@@ -308,9 +348,22 @@ static apr_status_t put_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         case MSM_DO_DROP:
             return MSM_STORE_GONE;
         case MSM_DO_NOTHING:
-            return seen->what == MSM_SEEN_TOOBIG ? MSM_MC_ETOOBIG
+            return seen->what == MSM_SEEN_TOOBIG ? MSM_STORE_UNREADABLE
                                                  : APR_SUCCESS;
         case MSM_DO_ADD:
+            if (!absent_ok) {
+                msm_copy_meta_t newest;
+                int gone = survey_others(c, ctx, n, key, &newest);
+                absent_ok = 1;
+                switch (msm_decide_add(mode, gone, &newest, meta)) {
+                case MSM_DO_DROP:
+                    return MSM_STORE_GONE;
+                case MSM_DO_NOTHING:
+                    return APR_SUCCESS;
+                default:
+                    break;
+                }
+            }
             how = MSM_MC_ADD;
             break;
         case MSM_DO_CAS:
@@ -338,7 +391,7 @@ static apr_status_t put_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     store_log(ctx, MSM_LOG_WARNING, 0, "MSM00112: node %s: a session copy "
               "changed %d times while this request wrote it; not written",
               n->id, PUT_ROUNDS);
-    return APR_EGENERAL;
+    return MSM_STORE_CONTENDED;
 }
 
 /* ---- deferred work ---- */
@@ -391,7 +444,7 @@ static void on_backup_node(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     int pos = 0;
 
     while ((n = next_backup(c, ctx, op->node, &pos)) != NULL) {
-        if (!msm_mc_node_failed(fn(c, ctx, n, op))) {
+        if (!node_failed(fn(c, ctx, n, op))) {
             return;
         }
     }
@@ -409,7 +462,7 @@ static apr_status_t put_replica(const msm_store_conf_t *c,
     memset(&seen, 0, sizeof(seen));
     seen.what = op->fresh ? MSM_SEEN_NONE : MSM_SEEN_FAILED;
     return put_copy(c, ctx, n, op->key, MSM_WRITE_REPLICA, &meta, op->payload,
-                    op->len, &seen);
+                    op->len, &seen, op->fresh);
 }
 
 /* A session only read keeps its primary alive through gats, but not its
@@ -436,21 +489,27 @@ static void run_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
-/* touch, and write the copy where the key is gone (eviction, a restarted
- * node). */
-static apr_status_t touch_or_put(const msm_store_conf_t *c,
-                                 msm_store_ctx_t *ctx, msm_node_t *n,
-                                 const msm_later_t *op)
+/* Keeps a node's copy alive: touched when it holds this copy or a newer
+ * one (never a tombstone: touching would shorten it), written where it is
+ * missing or older (never where the id is destroyed elsewhere). */
+static apr_status_t keep_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                              msm_node_t *n, const msm_later_t *op)
 {
-    apr_status_t rv = msm_store_node_touch(c, ctx, n, op->key,
-                                           copy_exptime(c, &op->meta, n));
+    msm_seen_t seen;
+    apr_status_t rv = observe(c, ctx, n, op->key, 0, &seen);
 
-    if (rv == APR_NOTFOUND) {
-        msm_later_t absent = *op;
-        absent.fresh = 1;
-        rv = put_replica(c, ctx, n, &absent);
+    if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
+        return rv;
     }
-    return rv;
+    if (seen.what == MSM_SEEN_COPY && seen.meta.kind == MSM_COPY_DESTROYED) {
+        return MSM_STORE_GONE;
+    }
+    if (seen.what == MSM_SEEN_COPY
+        && msm_copy_order(&seen.meta, &op->meta) >= 0) {
+        return msm_store_node_touch(c, ctx, n, op->key,
+                                    copy_exptime(c, &seen.meta, n));
+    }
+    return put_replica(c, ctx, n, op);
 }
 
 static void run_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
@@ -459,9 +518,19 @@ static void run_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     if (ctx->wrote || !usable(c, ctx, op->node)) {
         return;
     }
-    touch_or_put(c, ctx, op->node, op);
-    if (backup_on(c)) {
-        on_backup_node(c, ctx, op, touch_or_put);
+    if (keep_copy(c, ctx, op->node, op) != MSM_STORE_GONE && backup_on(c)) {
+        on_backup_node(c, ctx, op, keep_copy);
+    }
+}
+
+/* A read's gats gave the copy on n a primary's expiry; a tombstone or a
+ * backup keeps twice that. */
+static void run_touch(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                      const msm_later_t *op)
+{
+    if (usable(c, ctx, op->node)) {
+        msm_store_node_touch(c, ctx, op->node, op->key,
+                             copy_exptime(c, &op->meta, op->node));
     }
 }
 
@@ -482,6 +551,9 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         break;
     case LATER_KEEPALIVE:
         run_keepalive(c, ctx, op);
+        break;
+    case LATER_TOUCH:
+        run_touch(c, ctx, op);
         break;
     }
 }
@@ -761,7 +833,7 @@ static apr_status_t reinstate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         apr_cpystrn(meta.primary, primary->id, sizeof(meta.primary));
     }
     return put_copy(c, ctx, primary, key, MSM_WRITE_REPLICA, &meta,
-                    newest->payload, newest->len, there);
+                    newest->payload, newest->len, there, 1);
 }
 
 /* Older copies that claim to be primaries are overwritten with the copy
@@ -827,8 +899,8 @@ static apr_status_t adopt(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
     take_copy(s, primary, &there);
     MSM_STAT_INC(c->stats, load_hit);
-    if (primary != was) {
-        MSM_STAT_INC(c->stats, backup_hits);
+    if (&c->nodes->node[res->newest] != was) {
+        MSM_STAT_INC(c->stats, backup_hits);   /* not the cookie's node's */
     }
     if (res->found == MSM_FOUND_MOVE && rv == APR_SUCCESS) {
         MSM_STAT_INC(c->stats, relocated);
@@ -855,12 +927,14 @@ static apr_status_t search(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     int count = c->nodes->count, i;
     msm_seen_t *seen = apr_pcalloc(ctx->pool, sizeof(*seen) * count);
     const char **ids = apr_palloc(ctx->pool, sizeof(*ids) * count);
+    apr_time_t *failed = apr_palloc(ctx->pool, sizeof(*failed) * count);
     msm_search_t sr;
     msm_resolution_t res;
 
     for (i = 0; i < count; i++) {
         msm_node_t *n = &c->nodes->node[i];
         ids[i] = n->id;
+        failed[i] = msm_node_last_failure(n);
         if (n == s->node) {
             seen[i] = *at_cookie;
         }
@@ -872,6 +946,8 @@ static apr_status_t search(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     sr.count = count;
     sr.node_ids = ids;
     sr.seen = seen;
+    sr.last_failure = failed;
+    sr.need_trusted = backup_on(c);
     msm_decide_found(&sr, &res);
     switch (res.found) {
     case MSM_FOUND_GONE:
@@ -886,6 +962,18 @@ static apr_status_t search(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
+/* gats gave the copy read the expiry of a primary copy: a tombstone or a
+ * backup gets its own back after the response. */
+static void restore_expiry(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                           msm_node_t *n, const char *key,
+                           const msm_seen_t *seen)
+{
+    if (seen->what == MSM_SEEN_COPY
+        && copy_exptime(c, &seen->meta, n) != c->idle) {
+        later_copy(c, ctx, LATER_TOUCH, n, key, &seen->meta, NULL, 0, 0);
+    }
+}
+
 apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_session_t *s)
 {
@@ -897,12 +985,14 @@ apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     s->value = NULL;
     s->cas = 0;
     s->destroyed = 0;
+    s->loaded_at = apr_time_now();
     memset(&s->meta, 0, sizeof(s->meta));
     memset(&at, 0, sizeof(at));
     learn_failures(c, ctx);
     if (usable(c, ctx, s->node)) {
         observe(c, ctx, s->node, key, 1, &at);
         last_failure = msm_node_last_failure(s->node);
+        restore_expiry(c, ctx, s->node, key, &at);
     }
     switch (msm_decide_read(&at, s->id.node, last_failure)) {
     case MSM_READ_SERVE:
@@ -975,7 +1065,7 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         memset(&none, 0, sizeof(none));
         none.what = MSM_SEEN_NONE;
         rv = put_copy(c, ctx, n, key_of(c, ctx, &id), MSM_WRITE_REPLICA,
-                      &s->meta, value, len, &none);
+                      &s->meta, value, len, &none, 1);
         if (rv == APR_SUCCESS) {
             s->id = id;
             s->has_id = 1;
@@ -991,45 +1081,88 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     return rv;
 }
 
+/* s was loaded before its node's last failure: while the node was
+ * unreachable the session may have moved or been destroyed, and the cas
+ * loaded could still match the node's old copy. Where does it live now? */
+static apr_status_t where_now(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                              msm_session_t *s)
+{
+    msm_session_t now = *s;
+    apr_status_t rv = msm_store_load(c, ctx, &now);
+
+    if (rv == APR_SUCCESS) {
+        s->node = now.node;
+        s->cas = now.cas;
+        if (now.meta.version > s->meta.version) {
+            s->meta = now.meta;
+        }
+        if (strcmp(s->id.node, now.id.node) != 0) {
+            apr_cpystrn(s->id.node, now.id.node, sizeof(s->id.node));
+            s->id_changed = 1;
+        }
+        return APR_SUCCESS;
+    }
+    return now.destroyed ? MSM_STORE_GONE : rv;
+}
+
+/* Writes the session on n as the newest copy, with what n is known to
+ * hold (*there; MSM_SEEN_FAILED: read it first). */
+static apr_status_t write_primary(const msm_store_conf_t *c,
+                                  msm_store_ctx_t *ctx, msm_session_t *s,
+                                  msm_node_t *n, msm_seen_t *there,
+                                  const char *value, apr_size_t len)
+{
+    msm_copy_meta_t meta;
+    apr_status_t rv;
+
+    meta_init(&meta, MSM_COPY_SESSION, s->meta.version + 1, n);
+    rv = put_copy(c, ctx, n, key_of(c, ctx, &s->id), MSM_WRITE_PRIMARY, &meta,
+                  value, len, there, 0);
+    if (rv == APR_SUCCESS) {
+        take_copy(s, n, there);
+        s->cas = 0;
+    }
+    return rv;
+}
+
 /* The newest copy on s's node, or, when that node is down (or no longer
  * configured), on a live one: the cookie then names the new node. */
 static apr_status_t save_existing(const msm_store_conf_t *c,
                                   msm_store_ctx_t *ctx, msm_session_t *s,
                                   const char *value, apr_size_t len)
 {
-    const char *key = key_of(c, ctx, &s->id);
-    msm_node_t *n = usable(c, ctx, s->node) ? s->node : NULL;
-    msm_copy_meta_t meta;
+    msm_node_t *was = s->node, *n;
+    apr_time_t failed_at = s->node ? msm_node_last_failure(s->node) : 0;
     msm_seen_t there;
     apr_status_t rv = APR_EGENERAL;
 
+    if (failed_at != 0 && failed_at >= s->loaded_at
+        && usable(c, ctx, s->node)) {
+        rv = where_now(c, ctx, s);
+        if (rv == MSM_STORE_GONE || rv == MSM_MC_ETOOBIG) {
+            return rv == MSM_STORE_GONE ? rv : MSM_STORE_UNREADABLE;
+        }
+    }
     memset(&there, 0, sizeof(there));
-    if (n && s->cas) {                  /* as loaded from there */
-        there.what = MSM_SEEN_COPY;
-        there.meta = s->meta;
-        there.cas = s->cas;
-    }
-    if (n) {
-        meta_init(&meta, MSM_COPY_SESSION, s->meta.version + 1, n);
-        rv = put_copy(c, ctx, n, key, MSM_WRITE_PRIMARY, &meta, value, len,
-                      &there);
-    }
-    if (n == NULL || msm_mc_node_failed(rv)) {
-        if ((n = pick_new(c, ctx, msm_id_spread(&s->id))) == NULL) {
-            log_unavailable(c, ctx);
-            return APR_EGENERAL;
+    if (usable(c, ctx, s->node)) {
+        if (s->cas) {                   /* as loaded from there */
+            there.what = MSM_SEEN_COPY;
+            there.meta = s->meta;
+            there.cas = s->cas;
         }
-        memset(&there, 0, sizeof(there));
-        meta_init(&meta, MSM_COPY_SESSION, s->meta.version + 1, n);
-        rv = put_copy(c, ctx, n, key, MSM_WRITE_PRIMARY, &meta, value, len,
-                      &there);
-        if (rv == APR_SUCCESS && s->node) {
-            MSM_STAT_INC(c->stats, relocated);
+        rv = write_primary(c, ctx, s, s->node, &there, value, len);
+        if (!node_failed(rv)) {
+            return rv;
         }
     }
-    if (rv == APR_SUCCESS) {
-        take_copy(s, n, &there);
-        s->cas = 0;
+    if ((n = pick_new(c, ctx, msm_id_spread(&s->id))) == NULL) {
+        log_unavailable(c, ctx);
+        return APR_EGENERAL;
+    }
+    memset(&there, 0, sizeof(there));
+    rv = write_primary(c, ctx, s, n, &there, value, len);
+    if (rv == APR_SUCCESS && was) {
+        MSM_STAT_INC(c->stats, relocated);
     }
     return rv;
 }
@@ -1039,11 +1172,22 @@ apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             apr_size_t len)
 {
     int fresh = !s->has_id;
-    apr_status_t rv = fresh ? save_new(c, ctx, s, value, len)
-                            : save_existing(c, ctx, s, value, len);
+    apr_status_t rv;
 
+    if (len > c->nodes->max_value) {
+        return refuse_too_large(c, ctx, s, len);
+    }
+    rv = fresh ? save_new(c, ctx, s, value, len)
+               : save_existing(c, ctx, s, value, len);
     if (rv == MSM_MC_ETOOBIG) {
         return refuse_too_large(c, ctx, s, len);
+    }
+    if (rv == MSM_STORE_UNREADABLE) {
+        MSM_STAT_INC(c->stats, too_large);
+        store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00109: session %s not saved: "
+                  "its copy on node %s is larger than MsmMaxSessionSize (%"
+                  APR_SIZE_T_FMT "), and is not written over unread",
+                  tag_of(ctx, &s->id), s->id.node, c->nodes->max_value);
     }
     if (rv == MSM_STORE_GONE) {
         store_log(ctx, MSM_LOG_INFO, 0, "MSM00111: session %s was destroyed "
@@ -1083,7 +1227,7 @@ static void destroy_everywhere(const msm_store_conf_t *c,
             msm_seen_t seen;
             memset(&seen, 0, sizeof(seen));
             put_copy(c, ctx, n, key, MSM_WRITE_TOMBSTONE, &tomb, NULL, 0,
-                     &seen);
+                     &seen, 1);
         }
     }
 }

@@ -24,6 +24,14 @@
 
 /* The id is destroyed: a write to it was dropped. */
 #define MSM_STORE_GONE (APR_OS_START_USERERR + 720)
+/* The node holds a copy too large to read: it is not written over. */
+#define MSM_STORE_UNREADABLE (APR_OS_START_USERERR + 721)
+/* Other requests kept changing the copy while this one wrote it. */
+#define MSM_STORE_CONTENDED (APR_OS_START_USERERR + 722)
+
+/* The largest item mod_msm writes or reads: MsmMaxSessionSize and the
+ * copy's header (the memcached client's max_value). */
+#define MSM_STORE_ITEM_MAX(max_session) ((max_session) + MSM_COPY_HEADER_MAX)
 
 /* msg starts with its "MSMnnnnn: " number. */
 typedef void msm_log_fn(void *baton, int level, apr_status_t rv,
@@ -64,6 +72,8 @@ typedef struct msm_session {
                                  * write then reads first) */
     int id_changed;             /* new id or node: the cookie must change */
     int destroyed;              /* the load found the id destroyed */
+    apr_time_t loaded_at;       /* when it was read (a save checks whether
+                                 * its node failed since) */
 } msm_session_t;
 
 void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,

@@ -215,43 +215,64 @@ static void test_decide_found(void)
         int newest, primary;
         unsigned int stale;
         const char *why;
+        apr_time_t last_failure[3];     /* of a, b, c (0: never) */
+        int need_trusted;
     } t[] = {
-        { { "0", "0", "0" }, MSM_FOUND_NOTHING, -1, -1, 0, "nowhere" },
+        { { "0", "0", "0" }, MSM_FOUND_NOTHING, -1, -1, 0, "nowhere", { 0, 0, 0 }, 0 },
         { { "-", "0", "0" }, MSM_FOUND_UNKNOWN, -1, -1, 0,
-          "nowhere that answered" },
+          "nowhere that answered", { 0, 0, 0 }, 0 },
         { { "0", "!", "S3@a" }, MSM_FOUND_UNKNOWN, -1, -1, 0,
-          "an unreadable copy may be the newest" },
+          "an unreadable copy may be the newest", { 0, 0, 0 }, 0 },
         { { "S3@a", "D4", "S3@a" }, MSM_FOUND_GONE, -1, -1, 5,
-          "one tombstone is enough; the copies that outlived it get it" },
+          "one tombstone is enough; the copies that outlived it get it", { 0, 0, 0 }, 0 },
         { { "-", "S3@a", "D1" }, MSM_FOUND_GONE, -1, -1, 2,
-          "even an old tombstone: ids are never reused" },
-        { { "D2", "D2", "0" }, MSM_FOUND_GONE, -1, -1, 0, "nothing to repair" },
+          "even an old tombstone: ids are never reused", { 0, 0, 0 }, 0 },
+        { { "D2", "D2", "0" }, MSM_FOUND_GONE, -1, -1, 0, "nothing to repair", { 0, 0, 0 }, 0 },
         /* the primary lost it: restore there */
         { { "0", "S3@a", "0" }, MSM_FOUND_RESTORE, 1, 0, 0,
-          "a restarted empty, backup on b" },
+          "a restarted empty, backup on b", { 0, 0, 0 }, 0 },
         { { "?", "S3@a", "0" }, MSM_FOUND_RESTORE, 1, 0, 0,
-          "a holds garbage" },
+          "a holds garbage", { 0, 0, 0 }, 0 },
         { { "S2@a", "S3@a", "0" }, MSM_FOUND_RESTORE, 1, 0, 0,
-          "a holds an older copy" },
+          "a holds an older copy", { 0, 0, 0 }, 0 },
         /* the primary is down: the holder of the newest copy takes over */
-        { { "-", "S3@a", "0" }, MSM_FOUND_MOVE, 1, 1, 0, "a down" },
+        { { "-", "S3@a", "0" }, MSM_FOUND_MOVE, 1, 1, 0, "a down", { 0, 0, 0 }, 0 },
         { { "-", "S2@a", "S3@a" }, MSM_FOUND_MOVE, 2, 2, 0,
-          "the newest backup, not the first" },
+          "the newest backup, not the first", { 0, 0, 0 }, 0 },
         { { "-", "S3@at5", "S3@at9" }, MSM_FOUND_MOVE, 2, 2, 0,
-          "a version tie: the later write" },
+          "a version tie: the later write", { 0, 0, 0 }, 0 },
         /* the newest copy is where its header says */
         { { "S3@b", "S3@b", "0" }, MSM_FOUND_AT_PRIMARY, 0, 1, 0,
-          "an old cookie naming a's backup of b" },
+          "an old cookie naming a's backup of b", { 0, 0, 0 }, 0 },
         { { "S2@a", "S5@b", "S5@b" }, MSM_FOUND_AT_PRIMARY, 1, 1, 1,
-          "a came back with an old primary copy: overwrite it" },
+          "a came back with an old primary copy: overwrite it", { 0, 0, 0 }, 0 },
         { { "S5@at50", "S5@at50", "0" }, MSM_FOUND_AT_PRIMARY, 0, 0, 0,
-          "a suspect copy confirmed by its backup" },
+          "a suspect copy confirmed by its backup", { 0, 0, 0 }, 0 },
         { { "S5@at50", "S5@at90", "0" }, MSM_FOUND_RESTORE, 1, 0, 0,
-          "a suspect copy a later write of the same version superseded" },
+          "a suspect copy a later write of the same version superseded", { 0, 0, 0 }, 0 },
         { { "S4@a", "S6@c", "S5@c" }, MSM_FOUND_RESTORE, 1, 2, 1,
-          "c lost its newest copy; a's is stale too" },
+          "c lost its newest copy; a's is stale too", { 0, 0, 0 }, 0 },
         { { "-", "S3@z", "0" }, MSM_FOUND_MOVE, 1, 1, 0,
-          "its primary is no longer configured" },
+          "its primary is no longer configured", { 0, 0, 0 }, 0 },
+        /* with backups, a live session has a copy written after its node's
+         * last failure somewhere; copies that all predate their node's
+         * failure may stand against a lost tombstone or newer copy */
+        { { "0", "S3@a", "0" }, MSM_FOUND_UNKNOWN, -1, -1, 0,
+          "a restarted empty, b's backup predates b's outage",
+          { 0, 200, 0 }, 1 },
+        { { "0", "S3@a", "0" }, MSM_FOUND_RESTORE, 1, 0, 0,
+          "the same without backups: served (nothing else to go by)",
+          { 0, 200, 0 }, 0 },
+        { { "S3@at50", "S3@at50", "0" }, MSM_FOUND_AT_PRIMARY, 0, 0, 0,
+          "a's copy predates a's failure, b's backup confirms it",
+          { 100, 0, 0 }, 1 },
+        { { "S4@at50", "S3@at40", "0" }, MSM_FOUND_AT_PRIMARY, 0, 0, 0,
+          "a's newer copy from before a's failure: b confirms the session",
+          { 100, 0, 0 }, 1 },
+        { { "S4@at50", "S3@at40", "0" }, MSM_FOUND_UNKNOWN, -1, -1, 0,
+          "both predate their node's failure", { 100, 100, 0 }, 1 },
+        { { "S4@at50", "D5", "0" }, MSM_FOUND_GONE, -1, -1, 1,
+          "a tombstone needs no trust", { 100, 100, 0 }, 1 },
     };
     apr_size_t i;
 
@@ -267,6 +288,8 @@ static void test_decide_found(void)
         s.count = 3;
         s.node_ids = ids;
         s.seen = seen;
+        s.last_failure = t[i].last_failure;
+        s.need_trusted = t[i].need_trusted;
         memset(&r, 0x55, sizeof(r));
         msm_decide_found(&s, &r);
         CHECK_MSG(r.found == t[i].found && r.newest == t[i].newest
@@ -321,6 +344,43 @@ static void test_decide_write(void)
     }
 }
 
+/* A copy of an existing id onto a node that lacks it. */
+static void test_decide_add(void)
+{
+    static const struct {
+        msm_write_mode_e mode;
+        int gone;
+        const char *elsewhere;  /* newest session copy on the other nodes */
+        apr_uint64_t version;
+        msm_write_e expect;
+        apr_uint64_t version_after;
+        const char *why;
+    } t[] = {
+        { MSM_WRITE_PRIMARY, 1, "S3@a", 5, MSM_DO_DROP, 5,
+          "a restarted empty; the tombstone is on b" },
+        { MSM_WRITE_REPLICA, 1, "-", 5, MSM_DO_DROP, 5, "the same, a backup" },
+        { MSM_WRITE_PRIMARY, 0, "-", 5, MSM_DO_ADD, 5, "nothing anywhere" },
+        { MSM_WRITE_PRIMARY, 0, "S7@a", 5, MSM_DO_ADD, 8,
+          "a newer copy elsewhere: the write becomes the newest" },
+        { MSM_WRITE_REPLICA, 0, "S7@a", 5, MSM_DO_NOTHING, 5,
+          "a stale backup is not added" },
+        { MSM_WRITE_REPLICA, 0, "S5@a", 5, MSM_DO_ADD, 5,
+          "the same copy elsewhere (its primary): replicated" },
+        { MSM_WRITE_REPLICA, 0, "S4@a", 5, MSM_DO_ADD, 5, "an older one" },
+    };
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        msm_seen_t other = seen_of(t[i].elsewhere);
+        msm_copy_meta_t newest = other.meta;
+        msm_copy_meta_t in = meta_of('S', t[i].version, 100, "a");
+        msm_write_e got = msm_decide_add(t[i].mode, t[i].gone, &newest, &in);
+        CHECK_MSG(got == t[i].expect && in.version == t[i].version_after,
+                  "case %d (%s): got %d, version %" APR_UINT64_T_FMT,
+                  (int)i, t[i].why, got, in.version);
+    }
+}
+
 /* ---- the cookie ---- */
 
 static void test_decide_cookie(void)
@@ -362,6 +422,7 @@ int main(void)
     test_decide_read();
     test_decide_found();
     test_decide_write();
+    test_decide_add();
     test_decide_cookie();
     apr_pool_destroy(root);
     apr_terminate();
