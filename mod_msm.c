@@ -237,8 +237,10 @@ static apr_status_t take_lock(msm_req_t *q)
     apr_status_t rv;
     int moves;
 
+    /* A node that fails here is not waited for: the load finds where the
+     * session lives now, and it is locked there. */
     if (node && msm_node_is_live(node)
-        && (rv = lock_node(q, node)) != APR_SUCCESS) {
+        && (rv = lock_node(q, node)) == MSM_LOCK_TIMEOUT) {
         return rv;
     }
     load_session(q);
@@ -269,7 +271,7 @@ static int msm_header_parser(request_rec *r)
     }
     q->lock_tried = 1;
     rv = take_lock(q);
-    if (rv != APR_TIMEUP) {
+    if (rv != MSM_LOCK_TIMEOUT) {
         return DECLINED;        /* held, or its node failed: go unlocked */
     }
     MSM_STAT_INC(sc->store.stats, lock_timeouts);

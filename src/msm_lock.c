@@ -210,7 +210,7 @@ static apr_status_t leave_queue(const msm_store_conf_t *c,
         && msm_lock_position(item.value, lock->token) == 0) {
         return APR_SUCCESS;
     }
-    return APR_TIMEUP;
+    return MSM_LOCK_TIMEOUT;
 }
 
 apr_status_t msm_lock_acquire(const msm_store_conf_t *c, msm_store_ctx_t *ctx,

@@ -25,6 +25,10 @@
 #include "msm_store.h"
 
 #define MSM_LOCK_TOKEN_MAX 48
+
+/* msm_lock_acquire: another request held the lock all the time (a node
+ * that does not answer in time is a node failure, APR_TIMEUP, instead). */
+#define MSM_LOCK_TIMEOUT (APR_OS_START_USERERR + 730)
 #define MSM_LOCK_BACKOFF_MIN apr_time_from_msec(5)
 #define MSM_LOCK_BACKOFF_MAX apr_time_from_msec(100)
 
@@ -51,7 +55,7 @@ char *msm_lock_value_without(apr_pool_t *p, const char *value,
                              const char *token);
 
 /* Takes the lock of session id on node, waiting (with backoff) at most
- * wait_max. APR_SUCCESS: held; APR_TIMEUP: another request held it all the
+ * wait_max. APR_SUCCESS: held; MSM_LOCK_TIMEOUT: another request held it all the
  * time; anything else: the node failed and nothing is held. *waited is how
  * long it took. */
 apr_status_t msm_lock_acquire(const msm_store_conf_t *c, msm_store_ctx_t *ctx,

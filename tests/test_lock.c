@@ -175,7 +175,7 @@ static void test_locks(apr_pool_t *p, int port)
     rv = msm_lock_acquire(&c, &ctx, &lc, &l2, live, &id,
                           apr_time_from_msec(60), &waited);
     t0 = apr_time_now() - t0;
-    CHECK_STATUS(rv, APR_TIMEUP);
+    CHECK_STATUS(rv, MSM_LOCK_TIMEOUT);
     CHECK_INT_EQ(l2.held, 0);
     CHECK_MSG(t0 >= apr_time_from_msec(60) && t0 < apr_time_from_msec(200),
               "gave up after %ld us", (long)t0);
@@ -183,7 +183,7 @@ static void test_locks(apr_pool_t *p, int port)
     CHECK(strcmp(l1.token, l2.token) != 0);
     /* wait_max 0: one try */
     rv = msm_lock_acquire(&c, &ctx, &lc, &l2, live, &id, 0, &waited);
-    CHECK_STATUS(rv, APR_TIMEUP);
+    CHECK_STATUS(rv, MSM_LOCK_TIMEOUT);
     CHECK(waited < apr_time_from_msec(20));
 
     /* released: the key is gone, the next one gets it at once */
