@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - THE test command of mod_msm (CI runs it through .ci/run).
 #
-#   bash scripts/test.sh [--asan] [--only t/foo.t]... [--keep] [--no-module] [--verbose]
+#   bash scripts/test.sh [--asan] [--mpm event] [--only t/foo.t]... [--keep] [--no-module] [--verbose]
 #
 # Run as root on a fresh Debian 12 machine it:
 #   1. apt-get installs what the build and the tests need (skipped when present);
@@ -20,8 +20,10 @@
 #   --no-module  infra development only: skip the build and make check and run the
 #                Apache::Test suite without mod_msm (-defines MSM_NO_MODULE)
 #   --verbose    verbose TAP output
+#   --mpm NAME   the MPM of every httpd the suite starts: prefork (default) or event
 # Environment: MSM_BUILD_DIR (parent of the build dir), MSM_TEST_TIMEOUT (per t/*.t
-# file, seconds, default 300), MSM_SKIP_APT=1 (do not run apt-get),
+# file, seconds, default 300, raised to fit MSM_LIFECYCLE_SECONDS of t/90_lifecycle.t),
+# MSM_LIFECYCLE_* (t/90_lifecycle.t, see t/README.md), MSM_SKIP_APT=1 (do not run apt-get),
 # MSM_FUZZ_SECONDS (per libFuzzer target on a full run, default 60; 0 = none).
 #
 # Exit status is non-zero on any failure. The last line printed is always
@@ -103,9 +105,11 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1 ;;
         --no-module) NO_MODULE=1 ;;
         --verbose|-v) VERBOSE=1 ;;
+        --mpm) shift; case "${1:-}" in prefork|event) export MSM_TEST_MPM=$1 ;;
+                   *) warn "--mpm: prefork or event"; exit 2 ;; esac ;;
         --only) shift; [ $# -gt 0 ] || { warn "--only needs a file"; exit 2; }; ONLY+=("$1") ;;
         --only=*) ONLY+=("${1#--only=}") ;;
-        -h|--help) FINISHED=1; sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) FINISHED=1; sed -n '2,31p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) warn "unknown argument '$1' (see --help)"; exit 2 ;;
     esac
     shift
@@ -125,7 +129,7 @@ fail_step() {   # fail_step "what" [logfile]
 
 # ------------------------------------------------------------------ 1. packages
 PKGS="apache2 apache2-dev memcached libapache2-mod-perl2 autoconf automake libtool
-      pkg-config make gcc libc6-dev libwww-perl libjson-pp-perl wrk nutcracker yrmcds
+      pkg-config make gcc libc6-dev libwww-perl libjson-pp-perl libjson-xs-perl wrk nutcracker yrmcds
       curl perl git ca-certificates procps clang libclang-rt-14-dev apache2-utils
       chromium nodejs"
 
@@ -352,7 +356,7 @@ if [ -f t/browser/package-lock.json ]; then
         --no-audit --no-fund > "$LOGS/npm-ci.log" 2>&1 \
         || warn "npm ci in t/browser failed (t/80_browser.t will fail), see $LOGS/npm-ci.log"
 fi
-log "Apache::Test: configure"
+log "Apache::Test: configure (MPM ${MSM_TEST_MPM:-prefork})"
 { as_user perl t/TEST.PL "${TEST_PL_ARGS[@]}" \
   && as_user timeout 120 t/TEST -configure -port select; } > "$LOGS/at-configure.log" 2>&1 \
     || fail_step "Apache::Test configuration" "$LOGS/at-configure.log"
@@ -368,9 +372,17 @@ fi
 grep -E '^(/|.*server .* (started|listening))' "$LOGS/at-start.log" | sed 's/^/   /'
 
 log "Apache::Test: ${#TESTS[@]} test file(s)"
-HARNESS_ARGS=(--counts "$LOGS/at-counts" --timeout "${MSM_TEST_TIMEOUT:-300}")
+# t/90_lifecycle.t runs MSM_LIFECYCLE_SECONDS per mode (3 modes by default): a long run
+# gets a per-file timeout that fits it, unless MSM_TEST_TIMEOUT says otherwise
+FILE_TIMEOUT=${MSM_TEST_TIMEOUT:-300}
+if [ -z "${MSM_TEST_TIMEOUT:-}" ] && [ -n "${MSM_LIFECYCLE_SECONDS:-}" ]; then
+    lc_modes=$(printf '%s' "${MSM_LIFECYCLE_MODES:-nonsticky,locking,sticky}" | tr ',' '\n' | grep -c .)
+    lc_need=$(( lc_modes * (${MSM_LIFECYCLE_SECONDS%.*} + 60) + 120 ))
+    [ "$lc_need" -gt "$FILE_TIMEOUT" ] && FILE_TIMEOUT=$lc_need
+fi
+HARNESS_ARGS=(--counts "$LOGS/at-counts" --timeout "$FILE_TIMEOUT")
 [ "$VERBOSE" = 1 ] && HARNESS_ARGS+=(--verbose)
-as_user timeout 1800 perl scripts/harness.pl "${HARNESS_ARGS[@]}" "${TESTS[@]}" 2>&1 \
+as_user timeout $(( FILE_TIMEOUT > 1200 ? FILE_TIMEOUT + 600 : 1800 )) perl scripts/harness.pl "${HARNESS_ARGS[@]}" "${TESTS[@]}" 2>&1 \
     | tee "$LOGS/at-tests.log"
 hrc=${PIPESTATUS[0]}
 stop_httpd
