@@ -30,31 +30,36 @@ const char *msm_req_tag(const msm_req_t *q)
     return tag;
 }
 
-/* Every child finds out for itself (one failed gats each); the log line is
- * written once per node for all of them. */
+/* Every child finds out for itself (one failed gats or md each); the log
+ * line is written once per node for all of them. */
+static int first_to_tell(volatile apr_uint32_t *told)
+{
+    return apr_atomic_cas32(told, 1, 0) == 0;
+}
+
 static void log_no_gat(void *baton)
 {
     msm_node_t *n = baton;
 
-    if (apr_atomic_cas32(&n->shared->no_gats, 1, 0) != 0) {
-        return;
+    if (first_to_tell(&n->shared->no_gats)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00130)
+                     "memcached node %s (%s:%d) does not know gats "
+                     "(twemproxy, yrmcds?): using gets + touch", n->id,
+                     n->host, n->port);
     }
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00130)
-                 "memcached node %s (%s:%d) does not know gats (twemproxy, "
-                 "yrmcds?): using gets + touch", n->id, n->host, n->port);
 }
 
 static void log_no_meta(void *baton)
 {
     msm_node_t *n = baton;
 
-    if (apr_atomic_cas32(&n->shared->no_meta, 1, 0) != 0) {
-        return;
+    if (first_to_tell(&n->shared->no_meta)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00131)
+                     "memcached node %s (%s:%d) has no meta commands "
+                     "(twemproxy, yrmcds?): locks are released with gets + "
+                     "delete, without compare-and-delete", n->id, n->host,
+                     n->port);
     }
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00131)
-                 "memcached node %s (%s:%d) has no meta commands (twemproxy, "
-                 "yrmcds?): locks are released with gets + delete, without "
-                 "compare-and-delete", n->id, n->host, n->port);
 }
 
 static request_rec *top_request(request_rec *r)

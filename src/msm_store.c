@@ -152,18 +152,23 @@ static msm_node_t *next_backup(const msm_store_conf_t *c,
 
 /* ---- one operation on one node, with its outcome reported ---- */
 
+static apr_status_t reported(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                             msm_node_t *n, apr_status_t rv, apr_time_t t0)
+{
+    node_done(c, ctx, n, rv, t0);
+    return rv;
+}
+
 apr_status_t msm_store_node_get(const msm_store_conf_t *c,
                                 msm_store_ctx_t *ctx, msm_node_t *n,
                                 const char *key, int touch,
                                 msm_mc_item_t *item)
 {
     apr_time_t t0 = apr_time_now();
-    apr_status_t rv = touch
-        ? msm_mc_get_touch(n->mc, ctx->pool, key, c->idle, item)
-        : msm_mc_get(n->mc, ctx->pool, key, item);
 
-    node_done(c, ctx, n, rv, t0);
-    return rv;
+    return reported(c, ctx, n, touch
+                    ? msm_mc_get_touch(n->mc, ctx->pool, key, c->idle, item)
+                    : msm_mc_get(n->mc, ctx->pool, key, item), t0);
 }
 
 apr_status_t msm_store_node_store(const msm_store_conf_t *c,
@@ -173,11 +178,9 @@ apr_status_t msm_store_node_store(const msm_store_conf_t *c,
                                   apr_uint32_t exptime, apr_uint64_t cas)
 {
     apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_store(n->mc, mode, key, value, len, 0, exptime,
-                                   cas);
 
-    node_done(c, ctx, n, rv, t0);
-    return rv;
+    return reported(c, ctx, n, msm_mc_store(n->mc, mode, key, value, len, 0,
+                                            exptime, cas), t0);
 }
 
 apr_status_t msm_store_node_delete(const msm_store_conf_t *c,
@@ -185,10 +188,8 @@ apr_status_t msm_store_node_delete(const msm_store_conf_t *c,
                                    const char *key)
 {
     apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_delete(n->mc, key);
 
-    node_done(c, ctx, n, rv, t0);
-    return rv;
+    return reported(c, ctx, n, msm_mc_delete(n->mc, key), t0);
 }
 
 apr_status_t msm_store_node_delete_cas(const msm_store_conf_t *c,
@@ -196,10 +197,8 @@ apr_status_t msm_store_node_delete_cas(const msm_store_conf_t *c,
                                        const char *key, apr_uint64_t cas)
 {
     apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_delete_cas(n->mc, key, cas);
 
-    node_done(c, ctx, n, rv, t0);
-    return rv;
+    return reported(c, ctx, n, msm_mc_delete_cas(n->mc, key, cas), t0);
 }
 
 apr_status_t msm_store_node_touch(const msm_store_conf_t *c,
@@ -207,10 +206,8 @@ apr_status_t msm_store_node_touch(const msm_store_conf_t *c,
                                   const char *key, apr_uint32_t exptime)
 {
     apr_time_t t0 = apr_time_now();
-    apr_status_t rv = msm_mc_touch(n->mc, key, exptime);
 
-    node_done(c, ctx, n, rv, t0);
-    return rv;
+    return reported(c, ctx, n, msm_mc_touch(n->mc, key, exptime), t0);
 }
 
 static int backup_on(const msm_store_conf_t *c)
