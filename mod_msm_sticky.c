@@ -24,6 +24,7 @@
 #include "apr_shm.h"
 #include "apr_strings.h"
 #include "ap_mpm.h"
+#include "http_core.h"
 #include "mpm_common.h"
 
 APLOG_USE_MODULE(msm);
@@ -94,7 +95,10 @@ apr_status_t msm_sticky_post_config(apr_pool_t *p, server_rec *s)
     int kept_old;
 
     tier = NULL;
-    if (!any_sticky(s)) {
+    /* httpd reads its configuration twice at start-up: the first pass
+     * serves no request and needs no tier. */
+    if (!any_sticky(s)
+        || ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return APR_SUCCESS;
     }
     tier = tier_segment(s, bytes, slot_bytes, &kept_old);
