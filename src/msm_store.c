@@ -561,10 +561,12 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
  * (msm_decide_read). A server knows the failures it saw itself; one that
  * sent nothing to a node while it hung would trust the node's old copies
  * when it comes back, after another server moved or destroyed those
- * sessions. So each server publishes the failures it sees under
- * "<MsmKeyPrefix>msm-failures" on every other node (lines "<host>:<port>
- * <apr_time_t>", the latest failure per address), and reads them from one
- * node, once per second, before a load reads memcached. */
+ * sessions. So each server publishes the failures it knows under
+ * "<MsmKeyPrefix>msm-failures" on every live node (lines "<host>:<port>
+ * <apr_time_t>", the latest failure per address) when it sees one, and
+ * once per second, before a load reads memcached, reads the lists of all
+ * live nodes and adds what a list lacks (a node that restarted empty lost
+ * it; a server restarted with kill -9 forgot what it knew). */
 #define FAILURES_KEY "msm-failures"
 #define FAILURES_MAX 64                 /* addresses kept in the list */
 #define LEARN_INTERVAL apr_time_from_sec(1)
@@ -646,50 +648,6 @@ static const char *format_failures(msm_store_ctx_t *ctx,
     return text;
 }
 
-/* Adds this server's failures to the list on n (gets, then cas or add). */
-static void publish_to(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                       msm_node_t *n, const char *key)
-{
-    int tries;
-
-    for (tries = 0; tries < 3; tries++) {
-        failure_t list[FAILURES_MAX];
-        msm_mc_item_t item;
-        apr_status_t rv = msm_store_node_get(c, ctx, n, key, 0, &item);
-        int count = rv == APR_SUCCESS ? parse_failures(ctx, item.value, list)
-                                      : 0;
-        const char *text;
-
-        if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
-            return;
-        }
-        if (!merge_failures(c, ctx, list, &count)) {
-            return;                     /* it knows them all */
-        }
-        text = format_failures(ctx, list, count);
-        rv = msm_store_node_store(c, ctx, n, rv == APR_SUCCESS ? MSM_MC_CAS
-                                                               : MSM_MC_ADD,
-                                  key, text, strlen(text), twice_idle(c),
-                                  item.cas);
-        if (rv != APR_EEXIST && rv != APR_NOTFOUND) {
-            return;
-        }
-    }
-}
-
-static void publish_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
-{
-    const char *key = apr_pstrcat(ctx->pool, c->prefix, FAILURES_KEY, NULL);
-    int i;
-
-    for (i = 0; i < c->nodes->count; i++) {
-        msm_node_t *n = &c->nodes->node[i];
-        if (msm_node_is_live(n) && !failed_here(ctx, n)) {
-            publish_to(c, ctx, n, key);
-        }
-    }
-}
-
 static void apply_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                            const failure_t *list, int count)
 {
@@ -706,29 +664,62 @@ static void apply_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
-/* Reads the published failures from one live node (a different one each
- * interval: the node that failed does not hold its own). */
-static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
+/* Learns the failures listed on n, and adds those this server knows and
+ * the list lacks (a node that restarted empty lost its list): gets, then
+ * cas or add when something is new to it. */
+static void exchange_with(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                          msm_node_t *n, const char *key)
 {
-    apr_time_t now = apr_time_now();
-    int count = c->nodes->count, i;
+    int tries;
 
-    if (count < 2 || !msm_nodes_learn_due(c->nodes, LEARN_INTERVAL, now)) {
-        return;
-    }
-    for (i = 0; i < count; i++) {
-        msm_node_t *n = &c->nodes->node[(now / LEARN_INTERVAL + i) % count];
+    for (tries = 0; tries < 3; tries++) {
         failure_t list[FAILURES_MAX];
         msm_mc_item_t item;
+        apr_status_t rv = msm_store_node_get(c, ctx, n, key, 0, &item);
+        int count = rv == APR_SUCCESS ? parse_failures(ctx, item.value, list)
+                                      : 0;
+        const char *text;
 
-        if (msm_node_is_live(n) && !failed_here(ctx, n)) {
-            if (msm_store_node_get(c, ctx, n, apr_pstrcat(ctx->pool,
-                    c->prefix, FAILURES_KEY, NULL), 0, &item) == APR_SUCCESS) {
-                apply_failures(c, ctx, list,
-                               parse_failures(ctx, item.value, list));
-            }
+        if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
             return;
         }
+        apply_failures(c, ctx, list, count);
+        if (!merge_failures(c, ctx, list, &count)) {
+            return;                     /* it knows them all */
+        }
+        text = format_failures(ctx, list, count);
+        rv = msm_store_node_store(c, ctx, n, rv == APR_SUCCESS ? MSM_MC_CAS
+                                                               : MSM_MC_ADD,
+                                  key, text, strlen(text), twice_idle(c),
+                                  item.cas);
+        if (rv != APR_EEXIST && rv != APR_NOTFOUND) {
+            return;
+        }
+    }
+}
+
+/* With every live node (the one that failed does not hold its own
+ * failure; one that restarted holds no list). */
+static void exchange_failures(const msm_store_conf_t *c,
+                              msm_store_ctx_t *ctx)
+{
+    const char *key = apr_pstrcat(ctx->pool, c->prefix, FAILURES_KEY, NULL);
+    int i;
+
+    for (i = 0; i < c->nodes->count; i++) {
+        msm_node_t *n = &c->nodes->node[i];
+        if (msm_node_is_live(n) && !failed_here(ctx, n)) {
+            exchange_with(c, ctx, n, key);
+        }
+    }
+}
+
+/* Once per interval per server, before a load reads memcached. */
+static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
+{
+    if (c->nodes->count > 1
+        && msm_nodes_learn_due(c->nodes, LEARN_INTERVAL, apr_time_now())) {
+        exchange_failures(c, ctx);
     }
 }
 
@@ -742,7 +733,7 @@ void msm_store_run_later(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
     apr_array_clear(ctx->later);
     if (ctx->went_down) {
         ctx->went_down = 0;
-        publish_failures(c, ctx);
+        exchange_failures(c, ctx);
     }
 }
 

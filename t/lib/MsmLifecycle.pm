@@ -40,7 +40,11 @@ package MsmLifecycle;
 #                 [W.t0, W.t1 + loss_window] (loss_window 0 with backup_async 0)
 #                 MAY be lost: it is excused, and counted as lost, only when a
 #                 read or an increment shows that it was (lazily: an excusable
-#                 write that every later read sees is not counted).
+#                 write that every later read sees is not counted). So may a
+#                 write a read R misses when, between W.t0 and R.t0, its
+#                 primary node had a fault AND another node was killed
+#                 (restarted empty): both of its copies may be gone
+#                 (counted again as lost_by_double_fault).
 #   G1 resurrection   a read on a hex starting after the hex died shows a sid.
 #   G2 stale_read     read tag T of sid S: T never written to S / written by an
 #                     op that started after the read ended / overwritten: an
@@ -228,11 +232,32 @@ sub analyze {
 
     # A write the history shows missing is lost if it is excusable: it is
     # counted then, and no longer stands against later reads.
+    # Two faults before the read R: W's primary node failed, and another
+    # node (its backup, presumably) was killed (restarted empty): every
+    # node that held W may be gone (README, G2).
+    my $double_fault = sub {
+        my ($wr, $r) = @_;
+        return undef unless $r && defined $wr->{node};
+        my $in = sub { $_[0]{t0} >= $wr->{t0} && $_[0]{t0} < $r->{t0} };
+        my ($mine) = grep { $in->($_) } @{ $node_faults{ $wr->{node} } || [] };
+        return undef unless $mine;
+        for my $n (keys %node_faults) {
+            next if $n eq $wr->{node};
+            my ($other) = grep { $_->{kind} eq 'mc_kill9' && $in->($_) } @{ $node_faults{$n} };
+            return { %$mine, double => $other } if $other;
+        }
+        return undef;
+    };
+    my $excusable = sub {
+        my ($wr, $r) = @_;
+        return $wr->{excuse} // $double_fault->($wr, $r);
+    };
     my $lose = sub {
-        my $wr = shift;
-        return 0 unless $wr->{excuse};
+        my ($wr, $r) = @_;
+        my $excuse = $excusable->($wr, $r) or return 0;
         if (!$wr->{lost}) {
-            $wr->{lost} = $wr->{excuse};
+            $wr->{lost} = $excuse;
+            $st{lost_by_double_fault}++ if $excuse->{double};
             $wr->{op}{_lost} = 1;
             push @lost, $wr;
         }
@@ -295,7 +320,7 @@ sub analyze {
             for my $w2 (@{ $acked_writes{$sid} || [] }) {
                 last if $w2->{t1} >= $r->{t0};
                 next unless $w2->{t0} > $wt->{t1};
-                next if $lose->($w2);
+                next if $lose->($w2, $r);
                 $flag->('stale_read', $r, "read w=$tag (" . ($wt->{op}{id} // '?')
                         . ") but w=$w2->{tag} (" . ($w2->{op}{id} // '?') . ') overwrote it before the read began',
                         $wt->{op}, $w2->{op});
@@ -310,8 +335,8 @@ sub analyze {
             my @before = grep { $_->{t1} < $r->{t0} } @{ $hex_writes{$h} || [] };
             next unless @before;
             # every one of them lost by a fault: excused
-            if (!grep { !$_->{excuse} } @before) {
-                $lose->($_) for @before;
+            if (!grep { !$excusable->($_, $r) } @before) {
+                $lose->($_, $r) for @before;
                 next;
             }
             my $last = $before[-1];
@@ -514,7 +539,8 @@ sub summary_lines {
     push @l, 'anomalies: ' . join(' ', map {
         "$_=" . anomaly_count($res, $_) . (anomaly_count($res, $_) ? '/' . $st->{"distinct_$_"} . 'sid' : '')
     } @{ $o{classes} || \@CLASSES });
-    push @l, sprintf 'lost_by_fault: %d (loss window %.2f s)', $st->{lost_by_fault} // 0, $res->{window};
+    push @l, sprintf 'lost_by_fault: %d (loss window %.2f s; %d of them after two faults)',
+        $st->{lost_by_fault} // 0, $res->{window}, $st->{lost_by_double_fault} // 0;
     push @l, 'statuses: ' . join(' ', map { s/^status_//r . '=' . $st->{$_} }
                                         sort grep { /^status_/ } keys %$st);
     push @l, sprintf 'conn errors (599): %d, 503: %d, relocations seen: %d, route changes: %d, '
