@@ -1143,6 +1143,20 @@ static apr_status_t save_existing(const msm_store_conf_t *c,
             return rv;
         }
     }
+    /* Its node is down. Other requests may be moving the session right
+     * now: it goes where a read moves it (the node with the newest copy),
+     * so that all of them agree on one primary. */
+    if ((rv = where_now(c, ctx, s)) == MSM_STORE_GONE
+        || rv == MSM_MC_ETOOBIG) {
+        return rv == MSM_STORE_GONE ? rv : MSM_STORE_UNREADABLE;
+    }
+    if (rv == APR_SUCCESS && usable(c, ctx, s->node)) {
+        memset(&there, 0, sizeof(there));
+        rv = write_primary(c, ctx, s, s->node, &there, value, len);
+        if (!node_failed(rv)) {
+            return rv;
+        }
+    }
     if ((n = pick_new(c, ctx, msm_id_spread(&s->id))) == NULL) {
         log_unavailable(c, ctx);
         return APR_EGENERAL;

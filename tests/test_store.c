@@ -2200,6 +2200,57 @@ static void test_reinstate_vs_concurrent_save(void)
 
 /* A copy that changes under every write: the save gives up after a few
  * rounds instead of looping. */
+/* The primary dies while requests hold the session: one saves, others
+ * only read. Each of them moves the session; they must agree on one
+ * primary (the node with the newest copy), or two nodes would each hold
+ * a primary of their own and reads would depend on the cookie. */
+static void test_movers_agree(void)
+{
+    fx_t *f;
+    msm_store_ctx_t *xr, *xw;
+    msm_session_t s, r, w, l;
+    msm_node_t *p, *q;
+    int k;
+
+    if (NSRV < 3) {
+        printf("test_store: movers agree skipped (no third memcached)\n");
+        return;
+    }
+    for (k = 0; k < 4; k++) {
+        f = fx_new("n1:0 n2:1 n3:2", IDLE, MAXV);
+        if (!create(f, &s, "v1")) {
+            return;
+        }
+        p = s.node;
+        q = &f->nodes->node[(p->index + 1) % 3];    /* its backup */
+        /* both loaded before the primary died */
+        xw = rq(f);
+        from_cookie(&w, &s.id, NULL);
+        CHECK_STATUS(msm_store_load(&f->c, xw, &w), APR_SUCCESS);
+        xr = rq(f);
+        from_cookie(&r, &s.id, NULL);
+        node_down(f, p);
+        /* the reader moves it first (k even) or the writer saves first */
+        if (k % 2 == 0) {
+            CHECK_STATUS(msm_store_load(&f->c, xr, &r), APR_SUCCESS);
+        }
+        CHECK_STATUS(msm_store_save(&f->c, xw, &w, "v2", 2), APR_SUCCESS);
+        if (k % 2 == 1) {
+            CHECK_STATUS(msm_store_load(&f->c, xr, &r), APR_SUCCESS);
+        }
+        msm_store_run_later(&f->c, xw);
+        msm_store_run_later(&f->c, xr);
+        CHECK(w.node == q);
+        CHECK(r.node == q);
+        /* through either cookie: the saved value */
+        CHECK_STATUS(load_by(f, &w.id, NULL, &l), APR_SUCCESS);
+        CHECK_MEM_EQ(l.value, l.len, "v2", 2);
+        CHECK_STATUS(load_by(f, &r.id, NULL, &l), APR_SUCCESS);
+        CHECK_MEM_EQ(l.value, l.len, "v2", 2);
+        fx_done(f);
+    }
+}
+
 static void test_write_rounds_bounded(void)
 {
     fx_t *f = fx2();
@@ -2296,12 +2347,15 @@ static void test_dead_nodes(void)
     CHECK_STR_EQ(l.id.node, b->id);
     CHECK_STR_EQ(l.id.hex, s.id.hex);
     CHECK_INT_EQ(l.id_changed, 1);
-    CHECK_INT_EQ(l.meta.version, 2);
+    /* it goes where a read moves it (the backup's node, as version 2:
+     * requests moving it at the same time agree on one primary), then the
+     * new value is written there */
+    CHECK_INT_EQ(l.meta.version, 3);
     CHECK_INT_EQ(f->stats.relocated, 1);
-    CHECK_COPY(port_of(f, b), key, S(2, b->id, "after"));
+    CHECK_COPY(port_of(f, b), key, S(3, b->id, "after"));
     CHECK_TTL(port_of(f, b), key, IDLE);
     msm_store_run_later(&f->c, x);
-    CHECK_COPY(port_of(f, b), key, S(2, b->id, "after"));
+    CHECK_COPY(port_of(f, b), key, S(3, b->id, "after"));
     /* the dead node is known now: skipped without an operation */
     before = ops_of(f, a);
     x = rq(f);
@@ -2311,7 +2365,7 @@ static void test_dead_nodes(void)
     msm_store_run_later(&f->c, x);
     CHECK_INT_EQ(ops_of(f, a), before);
     CHECK(l.node == b);
-    CHECK_COPY(port_of(f, b), key, S(3, b->id, "again"));
+    CHECK_COPY(port_of(f, b), key, S(4, b->id, "again"));
     /* ... and a load through the old cookie finds it without waiting */
     t0 = apr_time_now();
     CHECK_STATUS(load_by(f, &s.id, NULL, &l), APR_SUCCESS);
@@ -2991,6 +3045,7 @@ int main(void)
     test_failures_published();
     test_last_writer_wins();
     test_reinstate_vs_concurrent_save();
+    test_movers_agree();
     test_write_rounds_bounded();
     test_dead_nodes();
     test_too_large();
