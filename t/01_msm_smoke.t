@@ -1,6 +1,7 @@
 # Smoke test of mod_msm through the test app: a session is created, stored in
-# memcached under <prefix><32 hex>-<nodeId>, read back, updated, destroyed; the
-# second vhost uses its own nodes. Skipped when the suite runs without mod_msm
+# memcached under <prefix><32 hex> as a copy "MSM1 S ... <primary node>\n<payload>"
+# on the node its cookie <32 hex>-<nodeId> names, read back, updated, destroyed (a
+# tombstone "MSM1 D" replaces it); the second vhost uses its own nodes. Skipped when the suite runs without mod_msm
 # (scripts/test.sh --no-module).
 use strict;
 use warnings;
@@ -30,11 +31,15 @@ like($sc // '', qr/;\s*httponly/i, 'cookie is HttpOnly');
 my ($hex, $nid) = ($sid // '') =~ $ID;
 $nid //= 'n1';
 my $owner = $mc{$nid};
-ok((grep { $_ eq "t:$sid" } $owner->keys), "key t:$sid is on its node $nid")
+my $key = MsmTest::session_key($sid);
+my $copy = $owner->copy($sid);
+ok($copy && $copy->{kind} eq 'S' && $copy->{primary} eq $nid,
+   "key $key is on its node $nid, a session copy naming $nid as primary")
     or diag('keys: ' . join(' ', map { "$_=[" . join(',', $mc{$_}->keys) . ']' } sort keys %mc));
-ok(!(grep { $_ ne $nid && grep { $_ eq "t:$sid" } $mc{$_}->keys } qw(n1 n2 n3 v1 v2)),
+# the other nodes may hold the backup (the same key, naming $nid as primary)
+ok(!(grep { my $o = $mc{$_}->copy($sid); $o && ($o->{primary} // '') ne $nid } grep { $_ ne $nid } qw(n1 n2 n3 v1 v2)),
    'key not on other nodes as primary');
-like($owner->get("t:$sid") // '', qr/user=alice/, 'stored value holds user=alice');
+like($copy ? $copy->{payload} : '', qr/user=alice/, 'stored value holds user=alice');
 
 $r = $c->get('/msm/app.cgi?op=read');
 is_deeply($r->session, { user => 'alice' }, 'read back from memcached');
@@ -54,8 +59,9 @@ is_deeply($r->session, {}, 'unknown session id: empty session');
 $r = $c->get('/msm/app.cgi?op=destroy');
 is($r->status, 200, 'destroy');
 is_deeply($c->get('/msm/app.cgi?op=read')->session, {}, 'after destroy: empty');
-ok(MsmTest::wait_until(sub { !grep { $_ eq "t:$sid" } $owner->keys }, timeout => 3),
-   'after destroy: key removed from memcached');
+# no delete any more: a tombstone replaces the session (before the response)
+ok(MsmTest::wait_until(sub { (($owner->copy($sid) || {})->{kind} // '') eq 'D' }, timeout => 3),
+   'after destroy: the session is gone from memcached (a tombstone replaced it)');
 
 # second vhost: its own nodes v1/v2
 my $cv = MsmTest::client(vhost => 'msm_vhost2');
@@ -63,5 +69,5 @@ $r = $cv->get('/msm/app.cgi?op=set&k=x&v=1');
 my $vsid = $r->cookie('MSMSESSION') // '';
 like($vsid, qr/^[0-9a-f]{32}-v[12]$/, "vhost2: id names one of its nodes ($vsid)");
 my ($vn) = $vsid =~ /-(v[12])$/;
-ok($vn && (grep { $_ eq "t:$vsid" } $mc{$vn}->keys), 'vhost2: key on its node');
+ok($vn && (($mc{$vn}->copy($vsid) || {})->{primary} // '') eq $vn, 'vhost2: key on its node');
 is_deeply($cv->get('/msm/app.cgi?op=read')->session, { x => 1 }, 'vhost2: read back');

@@ -1,9 +1,11 @@
 # Create, read, modify, destroy a session through mod_session's SessionEnv /
 # SessionHeader (the test app) under /msm/, checked on both sides: what the
 # client sees (cookie format, one Set-Cookie, Max-Age=0 on destroy) and what
-# memcached holds (key t:<hex>-<node> on the node named in the cookie, the
-# mod_session url-encoded value, its backup, its deletion). The session is
-# served by several httpd children (prefork) with the same content.
+# memcached holds (key t:<hex> on the node named in the cookie: a copy "MSM1 S
+# <version> <written> <node>\n" + the mod_session url-encoded value; its backup,
+# the same key on the next node naming the same primary; on destroy a tombstone
+# "MSM1 D" on every node). The session is served by several httpd children
+# (prefork) with the same content.
 use strict;
 use warnings;
 
@@ -11,7 +13,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 46, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 47, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -27,9 +29,23 @@ sub decode_session {
     return { map { my ($k, $x) = split /=/, $_, 2; (url_decode($k) => url_decode($x)) }
              grep { length } split /&/, $v };
 }
-sub where_is {      # node names holding $key, from the key lists (no get counted)
-    my $key = shift;
-    return join ',', grep { my $n = $_; grep { $_ eq $key } $mc{$n}->keys } sort keys %mc;
+sub copies {        # node => parsed copy of the session (MsmTest::parse_copy), where there is one
+    my $cookie = shift;
+    my %c;
+    for my $n (sort keys %mc) {
+        my $x = $mc{$n}->copy($cookie);
+        $c{$n} = $x if $x;
+    }
+    return \%c;
+}
+sub where_is {      # node names holding a copy of $cookie's session (of $kind, default any)
+    my ($cookie, $kind) = @_;
+    my $c = copies($cookie);
+    return join ',', grep { !$kind || $c->{$_}{kind} eq $kind } sort keys %$c;
+}
+sub primaries {     # node names holding a copy that names that node as its primary
+    my $c = copies(shift);
+    return join ',', grep { ($c->{$_}{primary} // '') eq $_ } sort keys %$c;
 }
 
 my $c = MsmTest::client();
@@ -49,20 +65,25 @@ my $sid = $r->cookie('MSMSESSION') // '';
 like($sid, $COOKIE, "create: cookie MSMSESSION=<32 lowercase hex>-<n1|n2|n3> ($sid)");
 my ($hex, $node) = $sid =~ $COOKIE;
 $node //= 'n1';
-my $key = "t:$sid";
-is(where_is($key), $node, "key $key exists on the node named in the cookie ($node) only");
+my $key = MsmTest::session_key($sid);
+# (its backup, the same key on the next node, names $node as primary too)
+is(primaries($sid), $node, "key $key: the primary copy is on the node named in the cookie ($node) only");
 is_deeply($r->session, \%want, 'app sees the new session');
 
-my $stored = $mc{$node}->get($key);
-ok(defined $stored, 'value stored under the key');
+my $copy = $mc{$node}->copy($sid);
+my $stored = $copy && $copy->{kind} eq 'S' ? $copy->{payload} : undef;
+ok(defined $stored, 'value stored under the key (a session copy, "MSM1 S ...")');
 like($stored // '', qr/^[^&=\s]+=[^&=\s]*(?:&[^&=\s]+=[^&=\s]*)*$/,
      "stored value is a url-encoded k=v&k=v string ($stored)");
 is_deeply(decode_session($stored), \%want, 'stored value decodes to the session entries');
 
-ok(MsmTest::wait_until(sub { where_is("bak:$key") eq $next{$node} }, timeout => 5),
-   "backup bak:$key is on the next node $next{$node} (after the response)")
-    or diag('bak on: ' . where_is("bak:$key"));
-is($mc{ $next{$node} }->get("bak:$key"), $stored, 'backup holds the same value');
+ok(MsmTest::wait_until(sub { where_is($sid) eq join(',', sort $node, $next{$node}) }, timeout => 5),
+   "backup $key is on the next node $next{$node} (after the response), nowhere else")
+    or diag('copies on: ' . where_is($sid));
+my $bak = $mc{ $next{$node} }->copy($sid) || {};
+ok(($bak->{payload} // '') eq ($stored // 'x') && ($bak->{primary} // '') eq $node
+   && ($bak->{version} // -1) == ($copy ? $copy->{version} : -2),
+   'backup holds the same value and version, naming the primary') or diag(explain $bak);
 
 # ---------------------------------------------------------------- read
 $r = $c->get('/msm/app.cgi?op=read');
@@ -106,9 +127,9 @@ diag('children that served the modifications: ' . join(',', sort keys %mpids));
 ok(!$extra_cookies, 'modify: never more than one Set-Cookie');
 ok(!$changed_id, 'modify: the session id stays the same');
 is($c->cookie('MSMSESSION'), $sid, 'cookie jar still holds the same id');
-is_deeply(decode_session($mc{$node}->get($key)), { %want, n => 8 },
+is_deeply(decode_session(($mc{$node}->copy($sid) || {})->{payload}), { %want, n => 8 },
           'memcached primary holds the modified entries');
-ok(MsmTest::wait_until(sub { eq_hash(decode_session($mc{ $next{$node} }->get("bak:$key")),
+ok(MsmTest::wait_until(sub { eq_hash(decode_session(($mc{ $next{$node} }->copy($sid) || {})->{payload}),
                                      { %want, n => 8 }) }, timeout => 5),
    'backup holds the modified entries too');
 $r = $c->get('/msm/app.cgi?op=set&k=name&v=bob');
@@ -131,10 +152,12 @@ is(scalar(@sc), 1, 'destroy: exactly one Set-Cookie header') or diag(join "\n", 
 like($sc[0] // '', qr/^MSMSESSION=;/, 'destroy: the cookie is emptied');
 like($sc[0] // '', qr/;\s*Max-Age=0(?:;|$)/i, 'destroy: the cookie is cleared with Max-Age=0');
 ok(!defined $c->cookie('MSMSESSION'), 'client dropped the cookie');
-is(where_is($key), '', 'destroy: primary key deleted from memcached (key lists)');
-ok(!defined $mc{$node}->get($key), "destroy: get $key on $node misses");
-ok(MsmTest::wait_until(sub { where_is("bak:$key") eq '' }, timeout => 5),
-   'destroy: backup key deleted too');
+# a destroy writes a tombstone on every reachable node before the response (no deletes)
+is(where_is($sid, 'S'), '', 'destroy: no session copy left on any node, right after the response');
+my $tomb = $mc{$node}->copy($sid) || {};
+ok(($tomb->{kind} // '') eq 'D' && ($tomb->{payload} // 'x') eq '',
+   "destroy: $key on $node is a tombstone, without the session's content") or diag(explain $tomb);
+is(where_is($sid, 'D'), 'n1,n2,n3', 'destroy: the backup (and every other node) holds the tombstone too');
 is_deeply($c->get('/msm/app.cgi?op=read')->session, {}, 'after destroy: no session');
 
 # the destroyed id presented again: an empty session, never resurrected
@@ -142,6 +165,11 @@ $other->cookie(MSMSESSION => $sid);
 $r = $other->get('/msm/app.cgi?op=read');
 is($r->status, 200, 'destroyed id presented again: 200');
 is_deeply($r->session, {}, 'destroyed id presented again: empty session');
+# defect fixed (the old module cleared the cookie of a request whose session it did not
+# find): the browser may hold a newer cookie by then, so only the destroying request
+# clears it; this one leaves it alone
+is(scalar(grep { /^MSMSESSION=/ } $r->set_cookies), 0,
+   'destroyed id presented again: the cookie is left alone (no Set-Cookie, not cleared)');
 $r = $other->get('/msm/app.cgi?op=set&k=x&v=1');
 my $nsid = $r->cookie('MSMSESSION') // '';
 like($nsid, $COOKIE, 'a write after that creates a session');

@@ -8,9 +8,10 @@
 #   - a write (op=set) answers 200 with a NEW well-formed id, without looking up the
 #     bad value first.
 # Afterwards: every key in memcached is built from a well-formed id, the error_log
-# shows no crash and never the bad values. A well-formed id with a node id that is
-# not configured ("zz") is looked up through the backups (README), and a write issues
-# a new id.
+# shows no crash, never the bad values and never a session id (only 8-hex tags). A
+# well-formed id with a node id that is not configured ("zz") is looked up on every
+# node (each copy is under the same key t:<hex>), a write issues a new id, and a
+# request that finds no session leaves the cookie alone.
 use strict;
 use warnings;
 
@@ -65,7 +66,7 @@ my @cases = (
     ['duplicate, two different valid ids',    undef],
 );
 
-plan tests => 1 + 5 * @cases + 16,
+plan tests => 1 + 5 * @cases + 18,
     need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -176,10 +177,15 @@ diag("malformed cookies (read status, ops | write status, ops per node):\n" . jo
     my $d = MsmTest::mc_ops_delta($s_prev, $s1);
     $s_prev = $s1;
     is($r->{status}, 200, 'unknown node "zz": read 200');
-    is_deeply($r->{json} && $r->{json}{session}, {}, 'unknown node "zz", no backup: empty session');
+    is_deeply($r->{json} && $r->{json}{session}, {}, 'unknown node "zz", no copy anywhere: empty session');
     ok($d->{_sum}{get} >= 1 && $d->{_sum}{get} <= 3,
-       "unknown node \"zz\": looked up through the backups, each node at most once (gets: $d->{_sum}{get})")
+       "unknown node \"zz\": looked up on the other nodes, each node at most once (gets: $d->{_sum}{get})")
         or diag(MsmTest::mc_ops_str($d));
+    # defect fixed: the old module cleared the cookie of a request whose session it did
+    # not find; the browser may hold a newer cookie by then, so it is left alone now
+    is(scalar(grep { /^MSMSESSION=/ } @{ $r->{set_cookies} }), 0,
+       'unknown node "zz", session not found: no Set-Cookie (the cookie is not cleared)')
+        or diag("Set-Cookie: @{ $r->{set_cookies} }");
     is($d->{_sum}{touch} + $d->{_sum}{set} + $d->{_sum}{delete}, 0,
        'unknown node "zz": no touch, no write, no delete') or diag(MsmTest::mc_ops_str($d));
 
@@ -189,10 +195,12 @@ diag("malformed cookies (read status, ops | write status, ops per node):\n" . jo
     isnt(substr($nc, 0, 32), $zhex, 'unknown node "zz": ... a NEW one, not the hex of the cookie');
     push @new_ids, $nc if $nc =~ $WELL;
 
-    # a session whose node was removed from MsmNodes but whose backup still exists
+    # a session whose node was removed from MsmNodes but whose backup still exists: the
+    # same key t:<hex> on n2, its header naming the removed node zz as primary
     my $rhex;
     do { $rhex = MsmTest::random_hex() } until $rhex ne $zhex && $rhex ne $H;
-    ok($mc{n2}->set("bak:t:$rhex-zz", 'kept=yes', 60), 'planted a backup bak:t:<hex>-zz on n2');
+    ok($mc{n2}->set("t:$rhex", MsmTest::make_copy(primary => 'zz', payload => 'kept=yes'), 60),
+       'planted a backup t:<hex> on n2 naming the removed node zz as its primary');
     $s_prev = MsmTest::mc_ops_settled(\%mc, quiet => 0.2);
     my $c = MsmTest::client();
     $c->cookie(MSMSESSION => "$rhex-zz");
@@ -205,7 +213,8 @@ diag("malformed cookies (read status, ops | write status, ops per node):\n" . jo
 
 # ---------------------------------------------------------------- afterwards
 my @keys = map { my $n = $_; map { "$n:$_" } $mc{$n}->keys } sort keys %mc;
-my @bad_keys = grep { !/^n[123]:(?:bak:|lock:)?t:[0-9a-f]{32}-[A-Za-z0-9_]{1,16}$/ } @keys;
+# session copies t:<hex>, locks lock:t:<hex>, and the node failures mod_msm publishes
+my @bad_keys = grep { !/^n[123]:(?:(?:lock:)?t:[0-9a-f]{32}|t:msm-failures)$/ } @keys;
 is_deeply(\@bad_keys, [], 'every key in memcached is built from a well-formed id ('
           . scalar(@keys) . ' keys)');
 ok(!grep({ /etc.passwd|injected|evil/i } @keys), 'no key holds any part of a bad value');
@@ -220,6 +229,10 @@ cmp_ok($n121, '>=', 2 * (@cases - 2),
        "error_log: malformed cookies logged at debug (MSM00121 x $n121)");
 unlike($log, qr{etc/passwd|X-Injected|injected|evil=1|\xc3\xa9},
        'error_log: the bad values themselves are never logged');
+# ids are credentials: log lines name a session by its tag (MSM00122 "not found" etc.)
+my @ids = MsmTest::ids_in($log);
+is_deeply(\@ids, [], 'error_log: no session id (32 hex digits) is logged, only tags')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 my @dead = grep { !kill 0, $_ } sort keys %pids;
 is_deeply(\@dead, [], 'every child that answered a malformed cookie is still alive ('
           . scalar(keys %pids) . ' children)');

@@ -2,7 +2,8 @@
 # MsmOperationTimeout (500 ms here), then it is skipped; a killed node is logged
 # down ONCE (MSM00101), not per request; a restarted node is logged back (MSM00103);
 # with every node down requests still answer 200 within MsmOperationTimeout per node
-# tried, and MSM00105 is logged at most once per MsmNodeRetry (1 s here).
+# tried, and MSM00105 is logged at most once per MsmNodeRetry (1 s here). Log lines
+# name sessions by their tag, never by their id.
 use strict;
 use warnings;
 
@@ -10,7 +11,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 38, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 39, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -28,10 +29,10 @@ sub create_session {
     my ($hex, $node) = ($r->cookie('MSMSESSION') // '') =~ $COOKIE;
     return ($hex, $node);
 }
-sub wait_backup {
+sub wait_backup {       # the same key on the next node, naming $node as primary
     my ($hex, $node) = @_;
     return MsmTest::wait_until(sub {
-        grep { $_ eq "bak:t:$hex-$node" } $mc{ $next{$node} }->keys }, timeout => 5);
+        (($mc{ $next{$node} }->copy($hex) || {})->{primary} // '') eq $node }, timeout => 5);
 }
 
 # baseline
@@ -106,7 +107,12 @@ is(count($log, qr/MSM00101: memcached node $K /), 1,
    "MSM00101 ($K down) logged ONCE for 10 requests, not per request");
 cmp_ok(count($log, qr/MSM00102: memcached node $K /), '<=', int($dur) + 1,
        'MSM00102 (still down) at most once per retry interval');
-cmp_ok(count($log, qr/MSM00110: session $hex2-$K moved/), '==', 1, 'MSM00110 (relocated) logged');
+my $tag2 = MsmTest::session_tag($hex2) // 'none';
+cmp_ok(count($log, qr/MSM00110: session $tag2 moved to node (?!$K\b)n[123]\b/), '==', 1,
+       "MSM00110 (relocated) logged, naming the session by its tag $tag2");
+my @ids = MsmTest::ids_in($log);
+is_deeply(\@ids, [], 'no session id (32 hex digits) in the error_log (relocation, not-found lines)')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 is_deeply($c2->get('/msm/app.cgi?op=read')->session, { v => 'kill' },
           'the relocated session reads back through its new cookie');
 

@@ -1,7 +1,7 @@
 # Every bad directive value fails `httpd -t` with a message naming the directive
 # (README, "Directives"). Each case is a minimal config written here (ServerRoot,
-# Listen on a port of this file's range, mpm_prefork, authz_core, session,
-# socache_shmcb and mod_msm from the Apache::Test config's LoadModule lines)
+# Listen on a port of this file's range, mpm_prefork, authz_core, session
+# and mod_msm from the Apache::Test config's LoadModule lines)
 # plus the case's lines; `apache2 -t -f <conf>` must exit non-zero and print the
 # directive name. Good configs (the limits of every range) say "Syntax OK".
 use strict;
@@ -52,9 +52,15 @@ my @bad = (
     ['MsmLockFail Ignore',              'MsmLockFail', loc('MsmLockFail Ignore')],
     ['MsmRoute "a.b"',                  'MsmRoute', 'MsmRoute a.b'],
     ['MsmSticky On without MsmRoute',   'MsmSticky', 'MsmSticky On'],
-    ['MsmStickyCache unknown provider', 'MsmStickyCache', 'MsmStickyCache nosuchcache:/tmp/x'],
+    # MsmStickyCache <size> [<slot size>] (the local tier; it was a mod_socache provider)
+    ['MsmStickyCache not a size',       'MsmStickyCache', 'MsmStickyCache nosuchcache:/tmp/x'],
+    ['MsmStickyCache size 0',           'MsmStickyCache', 'MsmStickyCache 0'],
+    ['MsmStickyCache slot not a multiple of 64', 'MsmStickyCache', 'MsmStickyCache 32M 1000'],
+    ['MsmStickyCache slot of 64 bytes', 'MsmStickyCache', 'MsmStickyCache 32M 64'],
+    ['MsmStickyCache slot above 64K',   'MsmStickyCache', 'MsmStickyCache 32M 128K'],
+    ['MsmStickyCache too small for a bucket', 'MsmStickyCache', 'MsmStickyCache 1K'],
     ['MsmStickyCache in a VirtualHost', 'MsmStickyCache',
-        "<VirtualHost 127.0.0.1:21320>\n    MsmStickyCache shmcb\n</VirtualHost>"],
+        "<VirtualHost 127.0.0.1:21320>\n    MsmStickyCache 32M\n</VirtualHost>"],
 );
 
 my @good = (
@@ -72,7 +78,7 @@ my @good = (
         'MsmLockExpire 3600',
         'MsmSticky On',
         'MsmRoute web_1',
-        'MsmStickyCache shmcb',
+        'MsmStickyCache 32M 128',
         "<VirtualHost 127.0.0.1:21320>\n    MsmNodes v1:127.0.0.1:21324 v2:127.0.0.1:21325\n"
         . "    MsmFailoverNodes v2\n    MsmOperationTimeout 1\n</VirtualHost>",
         "<Location /app>\n    Session On\n    MsmCookieName S_1 path=/app domain=example.org;secure;httponly SameSite=None\n"
@@ -84,8 +90,7 @@ plan tests => 2 * @bad + 2 * @good,
     need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 # LoadModule lines of the Apache::Test config, only those a minimal config needs
-my %want = map { $_ => 1 } qw(mpm_prefork_module authz_core_module session_module
-                              socache_shmcb_module msm_module);
+my %want = map { $_ => 1 } qw(mpm_prefork_module authz_core_module session_module msm_module);
 my @load = grep { /^LoadModule\s+(\S+)/ && $want{$1} } MsmTest::Httpd::module_lines();
 my %have = map { /^LoadModule\s+(\S+)/ ? ($1 => 1) : () } @load;
 die "missing LoadModule lines: " . join(' ', grep { !$have{$_} } sort keys %want) . "\n"

@@ -5,8 +5,9 @@
 #     but once mod_session's expiry has moved by a tenth of SessionMaxAge (6 s) it is
 #     (README "Written only when modified"), so that it never expires while in use.
 #  An extra httpd with MsmMaxSessionSize 2048: a 3000-byte session is refused
-#  (nothing in memcached, MSM00106 naming the session, the request still answers 200);
-#  a 1000-byte session works.
+#  (nothing in memcached, MSM00106 naming the session by its tag, the request still
+#  answers 200); a 1000-byte session works. Copies are "MSM1 S <version> <written>
+#  <primary>\n<mod_session string>" under t:<hex> (MsmTest::parse_copy).
 use strict;
 use warnings;
 
@@ -43,12 +44,14 @@ like($sc, qr/;\s*HttpOnly(?:;|$)/, 'cookie attribute HttpOnly (MsmCookieName ...
 unlike($sc, qr/;\s*(?:secure|domain=|SameSite)/i, 'no attribute that was not configured');
 my ($hex, $p) = $sid =~ $COOKIE;
 $p //= 'n1';
-my $stored = $mc{$p}->get("t:$sid") // '';
-my %entries = map { my ($k, $v) = split /=/, $_, 2; (url_decode($k) => url_decode($v)) } split /&/, $stored;
+my $key = MsmTest::session_key($sid);
+my $stored = $mc{$p}->get($key) // '';          # the whole copy, header included
+my $payload = (MsmTest::parse_copy($stored) || {})->{payload} // '';
+my %entries = map { my ($k, $v) = split /=/, $_, 2; (url_decode($k) => url_decode($v)) } split /&/, $payload;
 is($entries{a}, 1, 'stored session holds a=1');
 like($entries{expiry} // '', qr/^\d+$/, "stored session holds mod_session's expiry entry");
 my $b = $next{$p};
-ok(MsmTest::wait_until(sub { grep { $_ eq "bak:t:$sid" } $mc{$b}->keys }, timeout => 5),
+ok(MsmTest::wait_until(sub { (($mc{$b}->copy($sid) || {})->{primary} // '') eq $p }, timeout => 5),
    'backup written');
 
 # the next request right away: unchanged, not written; the cookie slides (Max-Age again)
@@ -76,7 +79,7 @@ $d = MsmTest::mc_ops_delta($s0, MsmTest::mc_ops_settled(\%mc, quiet => 0.3));
 is($d->{_sum}{set}, 0, sprintf('maxage: %d more reads within %.1f s of the write: no write',
                                 $reads, time - $t_create))
     or diag(MsmTest::mc_ops_str($d));
-is($mc{$p}->get("t:$sid"), $stored, 'maxage: the stored value (and its expiry) is unchanged');
+is($mc{$p}->get($key), $stored, 'maxage: the stored value (and its expiry) is unchanged');
 
 # > 6 s (a tenth of SessionMaxAge 60) after the last write: written again (bounded wait <= 8 s)
 my $wait = $t_create + 6.5 - time;
@@ -92,8 +95,8 @@ is_deeply($r->session, { a => 1 }, 'maxage: content unchanged');
 is($d->{$p}{set}, 1, 'maxage: once the expiry moved by >= 6 s, the session is written again (primary)')
     or diag(MsmTest::mc_ops_str($d));
 is($d->{$b}{set}, 1, 'maxage: ... and its backup') or diag(MsmTest::mc_ops_str($d));
-my $stored2 = $mc{$p}->get("t:$sid") // '';
-my ($exp1) = $stored =~ /(?:^|&)expiry=(\d+)/;
+my $stored2 = ($mc{$p}->copy($sid) || {})->{payload} // '';
+my ($exp1) = $payload =~ /(?:^|&)expiry=(\d+)/;
 my ($exp2) = $stored2 =~ /(?:^|&)expiry=(\d+)/;
 ok($exp1 && $exp2 && $exp2 - $exp1 >= 6_000_000,
    sprintf('maxage: the stored expiry moved by %.1f s', (($exp2 // 0) - ($exp1 // 0)) / 1e6));
@@ -119,7 +122,7 @@ MsmMaxSessionSize 2048
     @APP_SESSION@
 </Location>
 EOF
-sub sz_keys { map { my $n = $_; map { "$n:$_" } grep { /^(?:bak:)?sz:/ } $mc{$n}->keys } sort keys %mc }
+sub sz_keys { map { my $n = $_; map { "$n:$_" } grep { /^sz:/ } $mc{$n}->keys } sort keys %mc }
 my $hc = MsmTest::client(base => $h->url);
 my $big = 'x' x 3000;
 my $mark = MsmTest::log_mark($h->error_log);
@@ -138,19 +141,23 @@ my $ssid = $r->cookie('MSMSESSION') // '';
 like($ssid, $COOKIE, "size 2048: 1000 bytes: session created ($ssid)");
 my (undef, $sp) = $ssid =~ $COOKIE;
 $sp //= 'n1';
-is($mc{$sp}->get("sz:$ssid"), "big=$mid", 'size 2048: 1000 bytes: stored in memcached');
+my $sraw = $mc{$sp}->get(MsmTest::session_key($ssid, 'sz:'));
+is((MsmTest::parse_copy($sraw) || {})->{payload}, "big=$mid", 'size 2048: 1000 bytes: stored in memcached');
 is_deeply($hc->get('/msm/app.cgi?op=read')->session, { big => $mid }, 'size 2048: 1000 bytes: read back');
 
 $mark = MsmTest::log_mark($h->error_log);
 $r = $hc->get("/msm/app.cgi?op=set&k=big&v=$big");
 is($r->status, 200, 'size 2048: growing the session to 3000 bytes: still 200');
 $log = MsmTest::log_since($mark);
-like($log, qr/MSM00106: session \Q$ssid\E\b/, 'size 2048: MSM00106 names the session')
+my $stag = MsmTest::session_tag($ssid) // 'none';
+ok($log =~ /MSM00106: session $stag not saved/ && !MsmTest::ids_in($log),
+   "size 2048: MSM00106 names the session by its tag $stag (not by its id)")
     or diag($log);
-is($mc{$sp}->get("sz:$ssid"), "big=$mid", 'size 2048: the stored session is not truncated nor replaced');
+is($mc{$sp}->get(MsmTest::session_key($ssid, 'sz:')), $sraw,
+   'size 2048: the stored session is not truncated nor replaced (the same copy)');
 is_deeply($hc->get('/msm/app.cgi?op=read')->session, { big => $mid },
           'size 2048: the session still reads as its last accepted version');
-unlike(join("\n", map { $mc{$_}->get("sz:$ssid") // '' } sort keys %mc), qr/x{100}/,
+unlike(join("\n", map { $mc{$_}->get(MsmTest::session_key($ssid, 'sz:')) // '' } sort keys %mc), qr/x{100}/,
        'size 2048: no part of the 3000-byte value reached memcached');
 unlike(MsmTest::log_since([$h->error_log, 0]), qr/exit signal|Segmentation/, 'size 2048: no crash');
 $h->stop;

@@ -1,8 +1,9 @@
-# Backup copies (issue 4): every write of session <hex>-nX also stores
-# bak:t:<hex>-nX on the next node in MsmNodes order (n1->n2, n2->n3, n3->n1),
-# with the same value and an expiry not shorter than the primary's; destroying
-# the session deletes both keys; with the backup node dead the backup goes to
-# the next live node.
+# Backup copies (issue 4): every write of session <hex>-nX (the copy "MSM1 S
+# <version> <written> nX\n<value>" under t:<hex> on nX) also stores the same copy
+# under the same key t:<hex> on the next node in MsmNodes order (n1->n2, n2->n3,
+# n3->n1), naming nX as its primary, with an expiry not shorter than the
+# primary's; destroying the session replaces both with a tombstone ("MSM1 D");
+# with the backup node dead the backup goes to the next live node.
 use strict;
 use warnings;
 
@@ -30,6 +31,9 @@ sub where {
     my $key = shift;
     return join ',', grep { $mc{$_}->running && has_key($_, $key) } @ORDER;
 }
+
+# the copy of a session on a node (MsmTest::parse_copy), {} when there is none
+sub copy_on { my ($node, $sid) = @_; return ($mc{$node}->running && $mc{$node}->copy($sid)) || {} }
 
 sub new_session {
     my $tag = shift;
@@ -61,19 +65,21 @@ for my $node (@ORDER) {
     my ($other) = grep { $_ ne $node && $_ ne $next } @ORDER;
     SKIP: {
         skip "no session on $node", 5 unless $s;
-        my $key = "t:$s->{sid}";
-        my $bak = "bak:$key";
+        my $key = MsmTest::session_key($s->{sid});
         my $pv = $mc{$node}->get($key);
-        like($pv // '', qr/(^|&)data=\Q$s->{val}\E(&|$)/, "$node: primary $key holds the session");
+        my $pc = MsmTest::parse_copy($pv) || {};
+        ok(($pc->{kind} // '') eq 'S' && ($pc->{primary} // '') eq $node
+           && $pc->{payload} =~ /(^|&)data=\Q$s->{val}\E(&|$)/,
+           "$node: primary $key holds the session (a copy naming $node as primary)");
         # backups are written after the response (MsmBackupAsync On)
-        my $bv = MsmTest::wait_until(sub { $mc{$next}->get($bak) }, timeout => 5);
-        ok(defined $bv, "$node: backup $bak is on the next node $next")
-            or diag("$bak found on: " . where($bak));
-        is($bv, $pv, "$node: backup value == primary value");
-        ok(!has_key($other, $bak) && !has_key($node, $bak) && !has_key($next, $key)
-           && !has_key($other, $key),
+        my $bv = MsmTest::wait_until(sub { $mc{$next}->get($key) }, timeout => 5);
+        ok(defined $bv && ((MsmTest::parse_copy($bv) || {})->{primary} // '') eq $node,
+           "$node: the backup (the same key $key, naming $node as primary) is on the next node $next")
+            or diag("$key found on: " . where($key));
+        is($bv, $pv, "$node: backup copy == primary copy (value, version, write time)");
+        ok(!has_key($other, $key),
            "$node: only the primary on $node and the backup on $next (no copy on $other)");
-        my ($pt, $bt) = ($mc{$node}->ttl($key), $mc{$next}->ttl($bak));
+        my ($pt, $bt) = ($mc{$node}->ttl($key), $mc{$next}->ttl($key));
         diag("$node: primary ttl " . ($pt // 'none') . " s, backup ttl " . ($bt // 'none') . ' s');
         ok(defined $pt && $pt > 0 && defined $bt && $bt >= $pt,
            "$node: backup expiry >= primary expiry (" . ($bt // 'none') . ' >= ' . ($pt // 'none') . ')');
@@ -84,35 +90,37 @@ for my $node (@ORDER) {
 my $s1 = $by_node{n1}[0];
 SKIP: {
     skip 'no session on n1', 5 unless $s1;
-    my $key = "t:$s1->{sid}";
+    my $key = MsmTest::session_key($s1->{sid});
     my $val = 'upd-' . MsmTest::random_hex();
     my $r = $s1->{c}->get("/msm/app.cgi?op=set&k=data&v=$val");
     is($r->status, 200, 'update of the n1 session');
     ok(!defined $r->cookie('MSMSESSION'), 'update: cookie unchanged (no Set-Cookie)');
-    like($mc{n1}->get($key) // '', qr/data=\Q$val\E/, 'update: primary on n1 holds the new value');
-    ok(MsmTest::wait_until(sub { ($mc{n2}->get("bak:$key") // '') =~ /data=\Q$val\E/ }, timeout => 5),
+    like(copy_on('n1', $s1->{sid})->{payload} // '', qr/data=\Q$val\E/, 'update: primary on n1 holds the new value');
+    ok(MsmTest::wait_until(sub { (copy_on('n2', $s1->{sid})->{payload} // '') =~ /data=\Q$val\E/ }, timeout => 5),
        'update: backup on n2 holds the new value');
     $s1->{val} = $val;
     # a read refreshes the primary's expiry (gats) only: the backup still outlives it
     $r = $s1->{c}->get('/msm/app.cgi?op=read');
-    my ($pt, $bt) = ($mc{n1}->ttl($key), $mc{n2}->ttl("bak:$key"));
+    my ($pt, $bt) = ($mc{n1}->ttl($key), $mc{n2}->ttl($key));
     ok($r->status == 200 && defined $pt && defined $bt && $bt >= $pt,
        "after a read: backup ttl $bt >= primary ttl $pt");
 }
 
-# ------------------------------------------------ destroy deletes both copies (n3: wrap to n1)
+# ------------------------------------------------ destroy replaces both copies (n3: wrap to n1)
+# with a tombstone ("MSM1 D", no value), written on every node before the response
 my $s3 = $by_node{n3}[0];
 SKIP: {
     skip 'no session on n3', 5 unless $s3;
-    my $key = "t:$s3->{sid}";
-    ok(MsmTest::wait_until(sub { has_key('n1', "bak:$key") }, timeout => 5),
+    my $sid = $s3->{sid};
+    ok(MsmTest::wait_until(sub { (copy_on('n1', $sid)->{primary} // '') eq 'n3' }, timeout => 5),
        'n3 session: backup present on n1 before destroy');
     my $r = $s3->{c}->get('/msm/app.cgi?op=destroy');
     is($r->status, 200, 'destroy');
     is_deeply($r->session, {}, 'destroy: empty session');
-    ok(!has_key('n3', $key), 'destroy: primary deleted from n3');
-    ok(MsmTest::wait_until(sub { !has_key('n1', "bak:$key") }, timeout => 5),
-       'destroy: backup deleted from n1') or diag('backup still on: ' . where("bak:$key"));
+    is(copy_on('n3', $sid)->{kind} // 'none', 'D', 'destroy: the primary on n3 is a tombstone');
+    ok(MsmTest::wait_until(sub { (copy_on('n1', $sid)->{kind} // '') eq 'D' }, timeout => 5),
+       'destroy: the backup on n1 is a tombstone too')
+        or diag('n1 holds: ' . explain(copy_on('n1', $sid)));
 }
 
 # ------------------------------------------------ backup node dead: next live node
@@ -122,15 +130,17 @@ my $mark = MsmTest::log_mark();
 $mc{n2}->stop;
 ok(!MsmTest::port_open($PORT{n2}), 'n2 stopped');
 
-sub backup_has {
-    my ($node, $key, $val) = @_;
-    return MsmTest::wait_until(sub { ($mc{$node}->get("bak:$key") // '') =~ /data=\Q$val\E/ },
-                               timeout => 5);
+sub backup_has {        # a backup copy on $node of the session of $sid, holding $val
+    my ($node, $sid, $val) = @_;
+    return MsmTest::wait_until(sub {
+        my $c = copy_on($node, $sid);
+        ($c->{primary} // '') ne $node && ($c->{payload} // '') =~ /data=\Q$val\E/;
+    }, timeout => 5);
 }
 
 SKIP: {
     skip 'no session on n1', 6 unless $s1;
-    my $key = "t:$s1->{sid}";
+    my $key = $s1->{sid};
     # (a) the first write after n2 died: mod_msm does not know yet that n2 is dead;
     # its backup write to n2 fails, and the backup must go on to the next live node
     my $val = 'nb1-' . MsmTest::random_hex();
@@ -138,7 +148,7 @@ SKIP: {
     is($r->status, 200, 'n2 stopped: write of the n1 session answers 200');
     ok(backup_has('n3', $key, $val),
        '(a) first write after n2 died: backup on n3, the next live node')
-        or diag("bak:$key on n3: " . ($mc{n3}->get("bak:$key") // 'missing'));
+        or diag("n3 holds: " . ($mc{n3}->get(MsmTest::session_key($key)) // 'missing'));
     ok(MsmTest::wait_until(sub { !MsmTest::node_states()->{n2} }, timeout => 5),
        'mod_msm marked n2 dead');
 
@@ -159,7 +169,7 @@ SKIP: {
     $r = $s1->{c}->get("/msm/app.cgi?op=set&k=data&v=$val");
     ok($r->status == 200 && backup_has('n3', $key, $val),
        '(c) n2 dead, probe due: the backup still reaches n3');
-    like($mc{n1}->get($key) // '', qr/data=\Q$val\E/, 'the primary on n1 holds every write');
+    like(copy_on('n1', $key)->{payload} // '', qr/data=\Q$val\E/, 'the primary on n1 holds every write');
 }
 
 # new sessions while n2 is dead: created one after the other (n2 gets probed once a
@@ -175,10 +185,10 @@ for my $i (1 .. 40) {
 my ($ok_new, $bad_new) = (0, '');
 for my $s (@new) {
     my $want = $s->{node} eq 'n1' ? 'n3' : 'n1';
-    my $bak = "bak:t:$s->{sid}";
+    my $bak = MsmTest::session_key($s->{sid});
     if ($s->{node} eq 'n2') { $bad_new .= " $s->{sid}(on dead n2)"; next }
-    if (MsmTest::wait_until(sub { has_key($want, $bak) }, timeout => 5)) { $ok_new++ }
-    else { $bad_new .= " $s->{sid}(backup on: " . (where($bak) || 'nowhere') . ")" }
+    if (MsmTest::wait_until(sub { (copy_on($want, $s->{sid})->{primary} // '') eq $s->{node} }, timeout => 5)) { $ok_new++ }
+    else { $bad_new .= " $s->{sid}(copies on: " . (where($bak) || 'nowhere') . ")" }
 }
 ok($seen_new{n1} && $seen_new{n3} && !$seen_new{n2},
    'n2 dead: new sessions on n1 and n3 only (' . join(' ', map { "$_=" . ($seen_new{$_} // 0) } @ORDER) . ')');
@@ -194,9 +204,8 @@ $mc{n2}->restart;
 ok(MsmTest::wait_nodes_live(\@ORDER), 'n2 restarted (empty) and live again');
 SKIP: {
     skip 'no session on n1', 1 unless $s1;
-    my $key = "t:$s1->{sid}";
     my $val = 'back-' . MsmTest::random_hex();
     $s1->{c}->get("/msm/app.cgi?op=set&k=data&v=$val");
-    ok(MsmTest::wait_until(sub { ($mc{n2}->get("bak:$key") // '') =~ /data=\Q$val\E/ }, timeout => 5),
+    ok(backup_has('n2', $s1->{sid}, $val),
        'n2 back: the n1 session\'s backup goes to n2 again');
 }

@@ -1,9 +1,11 @@
 # Failover on a killed memcached (issue 4): 3 nodes, >= 30 sessions with
 # distinct content; kill -9 each node in turn (the previous one restarted empty).
-# Every session whose primary died is read from its backup with the same content
-# and moves to a live node (cookie <same hex>-<live node>); the other sessions
-# keep their cookie; after the killed node is back (empty) every session is still
-# readable and later writes go to live nodes.
+# Every session whose primary died is read from its backup (the same key t:<hex>
+# on the next node, naming the dead node as primary) with the same content and
+# moves to a live node (cookie <same hex>-<live node>; the copy there becomes the
+# primary); the other sessions keep their cookie; after the killed node is back
+# (empty) every session is still readable and later writes go to live nodes. Log
+# lines name sessions by their tag, never by their id.
 use strict;
 use warnings;
 
@@ -11,7 +13,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 4 + 3 * 12, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 4 + 3 * 13, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my @ORDER = qw(n1 n2 n3);
 my %PORT  = (n1 => 21301, n2 => 21302, n3 => 21303);
@@ -22,8 +24,6 @@ my $OP_TIMEOUT = 0.5;    # MsmOperationTimeout 500 (t/conf/extra.conf.in)
 my %mc = map { $_ => MsmTest::memcached(port => $PORT{$_}) } @ORDER;
 ok(MsmTest::wait_nodes_live(\@ORDER), 'mod_msm sees n1-n3 live');
 
-# exact look-up (meta get, no lru_crawler race)
-sub has_key { my ($node, $key) = @_; return $mc{$node}->running && defined $mc{$node}->ttl($key) }
 sub count_by_node { my %n; $n{ $_->{node} }++ for @_; return join ' ', map { "$_=" . ($n{$_} // 0) } @ORDER }
 
 # ------------------------------------------------ >= 30 sessions, every node holding some
@@ -44,12 +44,14 @@ ok(@S >= 30 && !grep({ ($cnt{$_} // 0) < 4 } @ORDER),
    scalar(@S) . ' sessions with distinct content, >= 4 per node (' . count_by_node(@S) . ')');
 
 sub sid { "$_[0]{hex}-$_[0]{node}" }
+# the copy a node holds of a session (MsmTest::parse_copy), {} when none
+sub copy_on { my ($node, $hex) = @_; return ($mc{$node}->running && $mc{$node}->copy($hex)) || {} }
 
 # the backups are written after the responses: wait until every one is in place
 sub backups_in_place {
     my @missing;
     MsmTest::wait_until(sub {
-        @missing = grep { !has_key($NEXT{ $_->{node} }, 'bak:t:' . sid($_)) } @S;
+        @missing = grep { (copy_on($NEXT{ $_->{node} }, $_->{hex})->{primary} // '') ne $_->{node} } @S;
         return !@missing;
     }, timeout => 10, interval => 0.1);
     return @missing;
@@ -102,23 +104,31 @@ for my $victim (@ORDER) {
     cmp_ok($worst, '<', $OP_TIMEOUT + 0.3,
            sprintf 'kill -9 %s: worst request latency %.0f ms < MsmOperationTimeout + 300 ms',
            $victim, $worst * 1000);
-    my @not_there = grep { !has_key($_->{node}, 't:' . sid($_)) } @on_victim;
+    my @not_there = grep { (copy_on($_->{node}, $_->{hex})->{primary} // '') ne $_->{node} } @on_victim;
     ok(@on_victim && !@not_there,
        "kill -9 $victim: each moved session is the primary on its new node ("
        . count_by_node(@on_victim) . ')')
         or diag('not there: ' . join ' ', map { sid($_) } @not_there);
-    # the moved session's old backup is deleted (after the response), where reachable
+    # the moved session's old backup does not stay behind as a copy of the dead
+    # primary: on $NEXT{$victim} it was rewritten (it became the new primary, or a
+    # backup naming it), so no live node holds a copy naming $victim any more
     my @old_bak;
     MsmTest::wait_until(sub {
-        @old_bak = grep { has_key($NEXT{$victim}, "bak:t:$_->{hex}-$victim") } @on_victim;
+        @old_bak = grep { my $s = $_; grep { (copy_on($_, $s->{hex})->{primary} // '') eq $victim }
+                                       grep { $_ ne $victim } @ORDER } @on_victim;
         return !@old_bak;
     }, timeout => 5);
-    is(scalar @old_bak, 0, "kill -9 $victim: old backups bak:t:<hex>-$victim deleted from $NEXT{$victim}");
+    is(scalar @old_bak, 0, "kill -9 $victim: no copy naming $victim as primary left on $NEXT{$victim} "
+       . '(the old backups were rewritten)') or diag(join ' ', map { $_->{hex} } @old_bak);
     my $log = MsmTest::log_since($mark);
     my $down = () = $log =~ /MSM00101: memcached node $victim /g;
-    my $reloc = () = $log =~ /MSM00110: session [0-9a-f]{32}-$victim moved to node/g;
+    my %tag = map { MsmTest::session_tag($_->{hex}) => 1 } @on_victim;
+    my $reloc = grep { $tag{$_} } $log =~ /MSM00110: session ([0-9a-f]{8}) moved to node (?!$victim\b)n[123]\b/g;
     is($down, 1, "kill -9 $victim: MSM00101 logged once");
-    is($reloc, scalar @on_victim, "kill -9 $victim: MSM00110 logged for each moved session ($reloc)");
+    is($reloc, scalar @on_victim, "kill -9 $victim: MSM00110 logged for each moved session, by its tag ($reloc)");
+    my @ids = MsmTest::ids_in($log);
+    is_deeply(\@ids, [], "kill -9 $victim: no session id (32 hex digits) in the error_log")
+        or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 
     # second read: nothing moves any more
     my ($lost2, $changed2) = (0, 0);
@@ -152,7 +162,8 @@ for my $victim (@ORDER) {
             my ($hex, $node) = $nc =~ $ID;
             $s->{node} = $node if $hex && $hex eq $s->{hex};
         }
-        my $stored = $mc{ $s->{node} }->running ? $mc{ $s->{node} }->get('t:' . sid($s)) // '' : '';
+        my $cp = copy_on($s->{node}, $s->{hex});
+        my $stored = ($cp->{primary} // '') eq $s->{node} ? $cp->{payload} // '' : '';
         if ($r->status != 200 || $stored !~ /data=\Q$val\E/) {
             $bad_write++;
             push @bw, sid($s) . ': status ' . $r->status . ", stored '$stored'";

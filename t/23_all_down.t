@@ -4,7 +4,9 @@
 # logged once per MsmNodeRetry interval, not per request; a well-formed cookie
 # naming an unknown node id does not loop; when the nodes come back, new
 # sessions work again. Both with stopped (connection refused) and with hanging
-# (SIGSTOP: every operation runs into MsmOperationTimeout) nodes.
+# (SIGSTOP: every operation runs into MsmOperationTimeout) nodes. A backup is the
+# same key t:<hex> on the next node, naming the primary's node; log lines name
+# sessions by their tag, never by their id.
 use strict;
 use warnings;
 
@@ -12,7 +14,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 29, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 30, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my @ORDER = qw(n1 n2 n3);
 my %PORT  = (n1 => 21301, n2 => 21302, n3 => 21303);
@@ -25,7 +27,8 @@ my $BOUND      = 3 * $OP_TIMEOUT + 0.3;          # each node tried at most once
 my %mc = map { $_ => MsmTest::memcached(port => $PORT{$_}) } @ORDER;
 ok(MsmTest::wait_nodes_live(\@ORDER), 'mod_msm sees n1-n3 live');
 
-sub has_key { my ($node, $key) = @_; return defined $mc{$node}->ttl($key) }
+# the node a node's copy of a session names as its primary ('' when it holds none)
+sub primary_on { my ($node, $sid) = @_; return (($mc{$node}->copy($sid) || {})->{primary} // '') }
 
 sub new_session {
     my $val = shift;
@@ -83,7 +86,7 @@ sub all_down_run {
 
 my @S = grep { $_ } map { new_session("pre$_") } 1 .. 4;
 is(scalar @S, 4, '4 sessions created while the nodes are up');
-ok(MsmTest::wait_until(sub { !grep { !has_key($NEXT{ $_->{node} }, "bak:t:$_->{sid}") } @S }, timeout => 5),
+ok(MsmTest::wait_until(sub { !grep { primary_on($NEXT{ $_->{node} }, $_->{sid}) ne $_->{node} } @S }, timeout => 5),
    'their backups are written');
 
 # ------------------------------------------------ all nodes stopped (connection refused)
@@ -123,7 +126,7 @@ MsmTest::wait_until(sub { $back = new_session('back-' . MsmTest::random_hex()) }
 ok($back, sprintf 'nodes restarted: a new session is created again (after %.1f s)', time - $t_back);
 SKIP: {
     skip 'no session', 2 unless $back;
-    ok(has_key($back->{node}, "t:$back->{sid}"), "it is stored on its node $back->{node}");
+    is(primary_on($back->{node}, $back->{sid}), $back->{node}, "it is stored on its node $back->{node}");
     my $r = $back->{c}->get('/msm/app.cgi?op=read');
     is(($r->session // {})->{data}, $back->{val}, 'and reads back');
 }
@@ -132,7 +135,7 @@ ok(MsmTest::wait_nodes_live(\@ORDER), 'all three nodes live again');
 
 # ------------------------------------------------ all nodes hanging (SIGSTOP)
 my @H = grep { $_ } map { new_session("hang$_") } 1 .. 4;
-ok(@H == 4 && MsmTest::wait_until(sub { !grep { !has_key($NEXT{ $_->{node} }, "bak:t:$_->{sid}") } @H },
+ok(@H == 4 && MsmTest::wait_until(sub { !grep { primary_on($NEXT{ $_->{node} }, $_->{sid}) ne $_->{node} } @H },
                                   timeout => 5),
    '4 new sessions with their backups');
 $mark = MsmTest::log_mark();
@@ -164,6 +167,9 @@ ok($n105 >= 1 && $n105 <= $max105, "all hanging: MSM00105 logged, at most once p
 ok($st->{unknown_n} >= 1 && $st->{unknown_max} <= $BOUND,
    sprintf 'all hanging: unknown node id cookie: no loop (%d requests, worst %.0f ms)',
    $st->{unknown_n}, $st->{unknown_max} * 1000);
+my @ids = MsmTest::ids_in($log);
+is_deeply(\@ids, [], 'all hanging: no session id (32 hex digits) in the error_log (not-found lines carry tags)')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 
 # ------------------------------------------------ back
 $_->sigcont for values %mc;

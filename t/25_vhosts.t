@@ -2,7 +2,8 @@
 # vhost msm_vhost2 uses v1 (21311) and v2 (21312). Sessions of each land only on
 # their own vhost's nodes (every key checked on every node); killing v1 leaves
 # the main server's sessions where they are (no relocation, no MSM00101 for
-# n1-n3), and moves vhost2's sessions from v1 to v2.
+# n1-n3), and moves vhost2's sessions from v1 to v2. Every copy of a session is the
+# key t:<hex>: the primary's header names its own node, a backup's names the primary.
 use strict;
 use warnings;
 
@@ -10,7 +11,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 18, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 19, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %PORT = (n1 => 21301, n2 => 21302, n3 => 21303, v1 => 21311, v2 => 21312);
 my @MAIN = qw(n1 n2 n3);
@@ -25,12 +26,19 @@ ok(MsmTest::wait_nodes_live(\@MAIN) && MsmTest::wait_nodes_live(\@V, base => $vu
 
 sub has_key { my ($node, $key) = @_; return $mc{$node}->running && defined $mc{$node}->ttl($key) }
 
-# where the keys of a session are: (primary nodes, backup nodes), each node asked
+# the node a node's copy of a session names as its primary (undef when it holds none)
+sub primary_on { my ($node, $sid) = @_; return $mc{$node}->running ? ($mc{$node}->copy($sid) || {})->{primary} : undef }
+
+# where the copies of a session are: (primary nodes: the copy names its own node,
+# backup nodes: the copy names the session's node $sid names), each node asked
 sub locate {
     my $sid = shift;
-    my @p = grep { has_key($_, "t:$sid") } @ALL;
-    my @b = grep { has_key($_, "bak:t:$sid") } @ALL;
-    return (join(',', @p), join(',', @b));
+    my ($node) = $sid =~ /-(\w+)$/;
+    my %at = map { $_ => primary_on($_, $sid) } @ALL;
+    my @p = grep { defined $at{$_} && $at{$_} eq $_ } @ALL;
+    my @b = grep { defined $at{$_} && $at{$_} ne $_ && $at{$_} eq $node } @ALL;
+    my @o = grep { defined $at{$_} && $at{$_} ne $_ && $at{$_} ne $node } @ALL;
+    return (join(',', @p), join(',', @b, map { "$_(names $at{$_})" } @o));
 }
 
 sub create {
@@ -127,10 +135,10 @@ for my $s (@VS) {
 is($vlost, 0, 'v1 killed: every vhost2 session reads with its content') or diag(join "\n", @vp);
 is($vbad, 0, 'v1 killed: the ' . scalar(@was_v1) . ' sessions of v1 now have <same hex>-v2, those of v2 kept '
    . 'their cookie') or diag(join "\n", @vp);
-my @not_v2 = grep { !has_key('v2', "t:$_->{sid}") } @was_v1;
+my @not_v2 = grep { (primary_on('v2', $_->{sid}) // '') ne 'v2' } @was_v1;
 ok(@was_v1 && !@not_v2, 'v1 killed: the moved sessions are primaries on v2')
     or diag(join ' ', map { $_->{sid} } @not_v2);
-my @on_main = grep { my $s = $_; grep { has_key($_, "t:$s->{sid}") || has_key($_, "bak:t:$s->{sid}") } @MAIN } @VS;
+my @on_main = grep { my $s = $_; grep { has_key($_, MsmTest::session_key($s->{sid})) } @MAIN } @VS;
 is(scalar @on_main, 0, 'v1 killed: no vhost2 session went to n1-n3');
 
 my $log = MsmTest::log_since($mark);
@@ -138,8 +146,12 @@ my @main_events = $log =~ /(MSM001(?:01|02|03|10)[^\n]*\bn[123]\b[^\n]*)/g;
 is(scalar @main_events, 0, 'no MSM00101/102/103/110 about n1-n3') or diag(join "\n", @main_events);
 my $v1_down = () = $log =~ /MSM00101: memcached node v1 /g;
 is($v1_down, 1, 'MSM00101 for v1 logged once');
-my $moved = () = $log =~ /MSM00110: session [0-9a-f]{32}-v1 moved to node v2/g;
-is($moved, scalar @was_v1, "MSM00110 for each moved vhost2 session ($moved)");
+my %tag = map { MsmTest::session_tag($_->{hex}) => 1 } @was_v1;
+my $moved = grep { $tag{$_} } $log =~ /MSM00110: session ([0-9a-f]{8}) moved to node v2\b/g;
+is($moved, scalar @was_v1, "MSM00110 for each moved vhost2 session, by its tag ($moved)");
+my @ids = MsmTest::ids_in($log);
+is_deeply(\@ids, [], 'no session id (32 hex digits) in the error_log (relocations are logged by tag)')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 my $st = MsmTest::node_states();
 ok($st->{n1} && $st->{n2} && $st->{n3} && !$st->{v1} && $st->{v2},
    'msm-status: n1-n3 and v2 live, v1 dead');

@@ -3,7 +3,8 @@
 # sessions go to f1/f2 only while one of them is alive (f3 still holds
 # backups: f2's go to f3); with f1 and f2 stopped new sessions go to f3; once
 # f1/f2 are back new sessions avoid f3 again. (Configuration errors of the
-# directive are tested elsewhere.)
+# directive are tested elsewhere.) Every copy is the key t:<hex>: a primary's header
+# names its own node, a backup's the primary's node.
 use strict;
 use warnings;
 
@@ -11,7 +12,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 16, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 17, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %PORT = (f1 => 21331, f2 => 21332, f3 => 21333);
 my @F    = qw(f1 f2 f3);
@@ -36,7 +37,8 @@ EOF
 my $url = $h->url;
 ok(MsmTest::wait_nodes_live(\@F, base => $url), 'extra httpd with MsmFailoverNodes f3 up, f1-f3 live');
 
-sub has_key { my ($node, $key) = @_; return $mc{$node}->running && defined $mc{$node}->ttl($key) }
+# the node a node's copy of a session names as its primary ('' when it holds none)
+sub primary_on { my ($node, $sid) = @_; return $mc{$node}->running ? (($mc{$node}->copy($sid) || {})->{primary} // '') : '' }
 sub dist { my %n; $n{ $_->{node} }++ for @_; return join ' ', map { "$_=" . ($n{$_} // 0) } @F }
 
 sub create {
@@ -60,13 +62,15 @@ my @on3 = grep { $_->{node} eq 'f3' } @S;
 ok(@S >= 40 && !$failed, scalar(@S) . ' sessions created (' . dist(@S) . ')');
 is(scalar @on3, 0, 'no new session on the failover node f3');
 ok((grep { $_->{node} eq 'f1' } @S) && (grep { $_->{node} eq 'f2' } @S), 'both f1 and f2 receive new sessions');
-my @primaries_f3 = grep { has_key('f3', "t:$_->{sid}") } @S;
-my @keys3 = grep { /^t:/ } $mc{f3}->keys;
+my @primaries_f3 = grep { primary_on('f3', $_->{sid}) eq 'f3' } @S;
+# every session key f3 holds (metadump) is a backup: its copy names another node
+my @keys3 = grep { my $c = MsmTest::parse_copy($mc{f3}->get($_)); !$c || ($c->{primary} // '') eq 'f3' }
+            grep { /^t:/ } $mc{f3}->keys;
 ok(!@primaries_f3 && !@keys3, 'f3 holds no session primary (exact look-ups and metadump)')
-    or diag("primary keys on f3: @keys3");
+    or diag("primary keys on f3: @keys3 " . join(' ', map { $_->{sid} } @primaries_f3));
 # the failover node still holds backups: those of f2's sessions
 my @f2 = grep { $_->{node} eq 'f2' } @S;
-ok(@f2 && MsmTest::wait_until(sub { !grep { !has_key('f3', "bak:t:$_->{sid}") } @f2 }, timeout => 5),
+ok(@f2 && MsmTest::wait_until(sub { !grep { primary_on('f3', $_->{sid}) ne 'f2' } @f2 }, timeout => 5),
    'f3 holds the backups of f2\'s ' . scalar(@f2) . ' sessions');
 
 # ------------------------------------------------ f1 and f2 stopped: f3 takes new sessions
@@ -76,7 +80,7 @@ ok(!MsmTest::port_open($PORT{f1}) && !MsmTest::port_open($PORT{f2}), 'f1 and f2 
 my ($D, $dfailed) = create(12, 'down');
 my @D = @$D;
 ok(@D == 12 && !grep({ $_->{node} ne 'f3' } @D), 'f1, f2 down: new sessions go to f3 (' . dist(@D) . ", $dfailed failed)");
-my @missing = grep { !has_key('f3', "t:$_->{sid}") } @D;
+my @missing = grep { primary_on('f3', $_->{sid}) ne 'f3' } @D;
 is(scalar @missing, 0, 'they are stored on f3');
 my @rd = grep { my $r = $_->{c}->get('/msm/app.cgi?op=read'); (($r->session // {})->{data} // '') ne $_->{val} } @D;
 is(scalar @rd, 0, 'and read back');
@@ -93,6 +97,9 @@ is($moved, scalar @f2, "f2's sessions were read from their backup on f3 and move
 my $log = MsmTest::log_since($mark);
 like($log, qr/MSM00101: memcached node f1 /, 'MSM00101 for f1');
 like($log, qr/MSM00101: memcached node f2 /, 'MSM00101 for f2');
+my @ids = MsmTest::ids_in($log);
+is_deeply(\@ids, [], 'no session id (32 hex digits) in the error_log (relocations are logged by tag)')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 
 # ------------------------------------------------ f1, f2 back: new sessions avoid f3 again
 $mc{$_}->restart for qw(f1 f2);

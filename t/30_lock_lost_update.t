@@ -7,6 +7,8 @@
 #             first come, first served, so none waits for more than ~15 turns;
 #   /msm/     (no locking): the same run loses updates (< 200) - which shows
 #             that the test can fail.
+# The session is the copy "MSM1 S ...\n<value>" under t:<hex> on its node
+# (MsmTest::parse_copy); log lines name it by its tag, never by its id.
 use strict;
 use warnings;
 
@@ -14,7 +16,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 13, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 14, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -37,7 +39,7 @@ sub new_session {
 sub stored_c {
     my $sid = shift;
     my ($node) = $sid =~ /-(n[123])$/;
-    my $v = $mc{$node // 'n1'}->get("t:$sid") // '';
+    my $v = ($mc{$node // 'n1'}->copy($sid) || {})->{payload} // '';
     return $v =~ /(?:^|&)c=(\d+)/ ? $1 + 0 : 0;
 }
 
@@ -107,6 +109,9 @@ is($n503, 0, 'locked run: no request timed out (MsmLockTimeout 3000 ms for 16 cl
         $on->{p50} * 1000, $on->{p90} * 1000));
 is(scalar(() = $log =~ /MSM00140/g), 0, 'locked run: no lock expired before its release (MSM00140)');
 ok(!grep({ /^lock:/ } map { $mc{$_}->keys } keys %mc), 'locked run: no lock key left');
+my @ids = MsmTest::ids_in($log);
+is_deeply(\@ids, [], 'locked run: no session id (32 hex digits) in the error_log (lock lines carry tags)')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log);
 
 # ---------------------------------------------------------------- unlocked
 my ($off, $tries, $sid2);

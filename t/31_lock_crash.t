@@ -3,7 +3,9 @@
 # request of that session waits for it to expire and then gets the lock (200,
 # not 503, not never), and the session is intact.
 # An extra httpd (port 21341): MsmLocking On, MsmLockTimeout 4000, MsmLockExpire 2,
-# on the same memcached nodes n1-n3 as the Apache::Test server.
+# on the same memcached nodes n1-n3 as the Apache::Test server. The lock is
+# lock:t:<hex> on the session's node; the session the copy "MSM1 S ...\n<value>"
+# under t:<hex>.
 use strict;
 use warnings;
 
@@ -42,7 +44,7 @@ my $sid = $c->cookie('MSMSESSION') // '';
 my ($node) = $sid =~ /-(n[123])$/;
 $node //= 'n1';
 my $mcn = $mc{$node};
-my $lk = "lock:t:$sid";
+my $lk = MsmTest::lock_key($sid);
 my @v = map { $c->get('/msm/app.cgi?op=incr&k=c')->field('value') // 'none' } 1 .. 3;
 is_deeply(\@v, [1, 2, 3], 'three locked increments: c=3');
 ok(!grep({ $_ eq $lk } $mcn->keys), 'no lock key between requests');
@@ -84,7 +86,7 @@ my ($ra, $rk) = MsmTest::parallel(2, sub {
     $o{killed} = time;
     $o{lock_after_kill} = $mcn->get($lk);
     $o{ttl_after_kill} = $mcn->ttl($lk);
-    $o{stored_after_kill} = $mcn->get("t:$sid");
+    $o{stored_after_kill} = ($mcn->copy($sid) || {})->{payload};
     # B: the next request of the session
     my $w = MsmTest::client(base => $h->url, timeout => 15);
     $w->cookie(MSMSESSION => $sid);

@@ -3,7 +3,9 @@
 #   /lock-on/      (MsmLockTimeout 1000, MsmLockFail Error)   -> 503 + Retry-After
 #   /lock-proceed/ (MsmLockTimeout 500,  MsmLockFail Proceed) -> 200, the request
 #                  runs unlocked and writes; MSM00141 is logged
-# and neither request ever deletes (or rewrites) the foreign lock.
+# and neither request ever deletes (or rewrites) the foreign lock. The lock is
+# lock:t:<hex>, the session the copy "MSM1 S ...\n<value>" under t:<hex>; the log
+# lines name the session by its tag, never by its id.
 use strict;
 use warnings;
 
@@ -12,7 +14,7 @@ use MsmTest;
 use List::Util qw(min max);
 use Time::HiRes qw(time sleep);
 
-plan tests => 24, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 25, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -29,11 +31,11 @@ my $sid = $c->cookie('MSMSESSION') // '';
 my ($node) = $sid =~ /-(n[123])$/;
 $node //= 'n1';
 my $mcn = $mc{$node};
-my $lk = "lock:t:$sid";
-my $sk = "t:$sid";
+my $lk = MsmTest::lock_key($sid);
+my $tag = MsmTest::session_tag($sid) // 'none';
 
 sub stored_c {
-    my $v = $mcn->get($sk) // '';
+    my $v = ($mcn->copy($sid) || {})->{payload} // '';
     return $v =~ /(?:^|&)c=(\d+)/ ? $1 : undef;
 }
 
@@ -72,8 +74,9 @@ is_deeply(\@ra, [1, 1, 1], '/lock-on/: Retry-After: 1 on each 503');
 ok(min(@el) >= 0.99, sprintf('/lock-on/: never answers before MsmLockTimeout (min %.0f ms >= 990)', min(@el) * 1000));
 ok(min(@el) <= 1.1, sprintf('/lock-on/: answers 1000 +- 100 ms (best of 3: %.0f ms)', min(@el) * 1000));
 ok(max(@el) <= 1.6, sprintf('/lock-on/: every attempt within 1600 ms on a loaded machine (max %.0f ms)', max(@el) * 1000));
-my $n142 = () = $log =~ /MSM00142/g;
-is($n142, 3, 'MSM00142 (503) logged once per request') or diag($log);
+my $n142 = () = $log =~ /MSM00142: session $tag stayed locked/g;
+is($n142, 3, "MSM00142 (503) logged once per request, naming the session by its tag $tag") or diag($log);
+my $all_log = $log;
 like($mcn->get($lk) // '', qr/^other(?: |$)/, 'the external lock is still held by its owner after the 503s (waiters only append to it)');
 is(stored_c(), 10, 'the 503 requests did not write (c is still 10)');
 
@@ -98,7 +101,11 @@ ok(max(@pel) <= 1.5, sprintf('/lock-proceed/: every attempt within 1500 ms (max 
 is(stored_c(), 13, 'the unlocked requests wrote the session (c=13 in memcached)');
 my $n141 = () = $log =~ /MSM00141/g;
 is($n141, 3, 'MSM00141 (proceeding without the lock) logged once per request') or diag($log);
-like($log, qr/\[[^\]]*:warn\].*MSM00141/, 'MSM00141 is a warning');
+like($log, qr/\[[^\]]*:warn\].*MSM00141: session $tag stayed locked/, 'MSM00141 is a warning, naming the tag');
+$all_log .= $log;
+my @ids = MsmTest::ids_in($all_log);
+is_deeply(\@ids, [], 'no session id (32 hex digits) in the error_log (lock timeouts are logged by tag)')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $all_log);
 like($mcn->get($lk) // '', qr/^other(?: |$)/, 'the external lock is still held by its owner after proceeding');
 my $ttl = $mcn->ttl($lk);
 ok(defined $ttl && $ttl > 20, 'the external lock kept its own expiry (ttl ' . ($ttl // 'none') . ' s, set 30)');

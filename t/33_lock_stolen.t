@@ -8,7 +8,8 @@
 # B is served by a second httpd on the same memcached nodes with MsmLockExpire
 # 10: memcached's clock has 1 s steps, so a lock added with exptime 1 lives
 # anywhere between 0 and 1 s - B's own lock could expire before A ends, which
-# would prove nothing. Both: MsmLocking On, MsmLockTimeout 5000.
+# would prove nothing. Both: MsmLocking On, MsmLockTimeout 5000. The lock is
+# lock:t:<hex> on the session's node; log lines name the session by its tag.
 use strict;
 use warnings;
 
@@ -16,7 +17,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 17, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 18, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -51,7 +52,7 @@ my $sid = $c->cookie('MSMSESSION') // '';
 my ($node) = $sid =~ /-(n[123])$/;
 $node //= 'n1';
 my $mcn = $mc{$node};
-my $lk = "lock:t:$sid";
+my $lk = MsmTest::lock_key($sid);
 
 my $mark_a = MsmTest::log_mark($ha->error_log);
 my $mark_b = MsmTest::log_mark($hb->error_log);
@@ -133,7 +134,12 @@ ok($next && $next->[1] eq '-' && $next->[0] >= $b->{end} - 0.5,
            ($next ? $next->[0] : 0) - $T, $b->{end} - $T));
 ok(!grep({ $_ eq $lk } $mcn->keys), 'no lock key left');
 
-like($log_a, qr/MSM00140/, 'MSM00140 (lock expired before release) logged by A\'s httpd') or diag($log_a);
+my $tag = MsmTest::session_tag($sid) // 'none';
+like($log_a, qr/MSM00140: session lock of $tag expired/,
+     "MSM00140 (lock expired before release) logged by A's httpd, naming the tag $tag") or diag($log_a);
+my @ids = MsmTest::ids_in($log_a . $log_b);
+is_deeply(\@ids, [], 'no session id (32 hex digits) in either error_log')
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $log_a . $log_b);
 unlike($log_b, qr/MSM0014[012]/, 'B\'s httpd: no MSM00140-00142 (B kept its lock)') or diag($log_b);
 diag(sprintf 'values: A wrote %s, B wrote %s (A outlived its lock: the lock can not protect it)',
      $a->{value} // 'none', $b->{value} // 'none');

@@ -1,7 +1,10 @@
 # MsmLocking Auto (/lock-auto/, MsmLockTimeout 1000): GET and HEAD are read-only:
 # no lock (no add, no delete, no lock: key ever), no write (a change the app
 # makes is dropped and logged at info, MSM00143); POST locks (add + gets +
-# delete) and writes. Checked with memcached's own counters (stats deltas).
+# delete, a compare-and-delete "md" on memcached) and writes. Checked with
+# memcached's own counters (stats deltas; MsmTest::mc_ops counts the once-a-second
+# read of the published node failures apart). The lock is lock:t:<hex>, the
+# session the copy "MSM1 S ...\n<value>" under t:<hex>.
 use strict;
 use warnings;
 
@@ -34,11 +37,10 @@ ok(MsmTest::wait_until(sub {
 my $sid = $c->cookie('MSMSESSION') // '';
 my ($node) = $sid =~ /-(n[123])$/;
 $node //= 'n1';
-my $lk = "lock:t:$sid";
-my $sk = "t:$sid";
+my $lk = MsmTest::lock_key($sid);
 
 sub stored_c {
-    my $v = $mc{$node}->get($sk) // '';
+    my $v = ($mc{$node}->copy($sid) || {})->{payload} // '';
     return $v =~ /(?:^|&)c=(\d+)/ ? $1 : undef;
 }
 
@@ -122,8 +124,8 @@ is($p->{value}, 6, 'POST op=incr: 6');
 is_deeply($pk->{seen}, ["$node:$lk"], "POST: the lock key $lk was on the session's node while it ran");
 is($d->{$node}{set}, 2, "POST: cmd_set +2 on $node (add of the lock, set of the session)");
 is($d->{$node}{get}, 1, "POST: cmd_get +1 on $node (gets of the lock at release)");
-is($d->{$node}{delete}, 1, "POST: one delete on $node (the lock released)");
-is($d->{_sum}{set}, 3, 'POST: cmd_set +3 over all nodes (lock add, session set, backup set)');
+is($d->{$node}{delete}, 1, "POST: one delete on $node (the lock released: md, compare-and-delete)");
+is($d->{_sum}{set}, 3, 'POST: cmd_set +3 over all nodes (lock add, session cas, backup cas)');
 is(stored_c(), 6, 'POST: memcached holds c=6');
 ok(!grep({ $_ eq $lk } $mc{$node}->keys), 'POST: no lock key left');
 unlike($log, qr/MSM00143/, 'POST: nothing dropped (no MSM00143)');

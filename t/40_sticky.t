@@ -2,8 +2,11 @@
 # routes a / b behind a mod_proxy_balancer front (stickysession=MSMSESSION).
 # Cookies carry the route; reads of a session are served by its back end from
 # the local tier with no memcached operation; a write costs exactly the
-# primary and the backup set (after the response); with every memcached
-# stopped, a read-only session is still answered from the local tier, fast.
+# primary and the backup copy (after the response), each a gets + cas: a
+# session loaded from the local tier has no cas of memcached's copy, and a copy
+# is never written blind (last writer wins by version, never over a tombstone);
+# with every memcached stopped, a read-only session is still answered from the
+# local tier, fast.
 use strict;
 use warnings;
 
@@ -55,10 +58,12 @@ my $READS = 50;
 my %hits0 = map { $_ => MsmSticky::counters($be{$_})->{local_hits} // 0 } qw(a b);
 $base = MsmSticky::mc_ops(\@mc);
 my ($read_ok, $same_be, $pid_ok, $no_cookie) = (0, 0, 0, 0);
+my @lat_up;                                 # the same reads with memcached running
 my @why;
 for my $i (0 .. $READS - 1) {
     my $x = $s[$i % $N];
     my $r = $x->{c}->get('/msm/app.cgi?op=read');
+    push @lat_up, $r->elapsed;
     my $kids = { map { $_ => 1 } $be{ $x->{route} }->children };
     if ($r->status == 200 && ($r->session // {})->{counter} && $r->session->{counter} == 1
         && keys %{ $r->session } == 1) { $read_ok++ }
@@ -92,8 +97,9 @@ is($wok, $N, "$N writes (incr -> 2) on the session's own back end");
 $d = MsmSticky::wait_sets(\@mc, $base, 2 * $N);
 sleep 0.3;
 $d = MsmSticky::ops_delta($base, MsmSticky::mc_ops(\@mc));
-is($d->{set}, 2 * $N, "$N writes: $N primary + $N backup sets") or diag(MsmSticky::fmt_ops($d));
-is($d->{get} + $d->{touch} + $d->{delete}, 0, 'writes: no memcached read or delete (loaded locally)')
+is($d->{set}, 2 * $N, "$N writes: $N primary + $N backup sets (cas)") or diag(MsmSticky::fmt_ops($d));
+is_deeply([$d->{get}, $d->{touch} + $d->{delete}], [2 * $N, 0],
+          'writes: loaded locally (no gats), no delete; each copy read (gets) before its cas')
     or diag(MsmSticky::fmt_ops($d));
 my $per_write = $d->{total} / $N;
 my @stored = grep {
@@ -123,7 +129,13 @@ my $med = MsmSticky::median(@lat);
 is($content_ok, $N, "all memcached SIGSTOPped: $N reads still answer counter=2");
 ok($max < 0.5, sprintf 'no read waited for memcached (max %.0f ms < MsmOperationTimeout 500 ms)',
                        $max * 1000);
-ok($med < 0.1, sprintf 'local reads are fast: median %.0f ms < 100 ms', $med * 1000);
+# 100 ms, or twice the median of the same reads with memcached running when the
+# (loaded) machine makes those slower: a read through the front runs a CGI, whose
+# start-up, not mod_msm, is most of its time (80-130 ms seen under load)
+my $med_up = MsmSticky::median(@lat_up) // 0;
+my $fast = 2 * $med_up > 0.1 ? 2 * $med_up : 0.1;
+ok($med < $fast, sprintf 'local reads are fast: median %.0f ms < %.0f ms (memcached running: median %.0f ms)',
+                         $med * 1000, $fast * 1000, $med_up * 1000);
 diag(sprintf 'memcached stopped: read latency median %.1f ms, max %.1f ms', $med * 1000, $max * 1000);
 my $logs = join '', map { MsmTest::log_since($mark{$_}) } qw(a b);
 unlike($logs, qr/MSM0010[15]/, 'no node was marked down (no memcached operation was tried)');

@@ -5,6 +5,7 @@
 # go on, on b, with the counter the client saw (no lost update, no lost
 # session); the cookies of a's sessions move to route b; the only failures
 # allowed are the requests in flight at the kill (at most one per worker).
+# b's error_log names the sessions it takes over by their tag, never by their id.
 use strict;
 use warnings;
 
@@ -13,7 +14,7 @@ use MsmTest;
 use MsmSticky;
 use Time::HiRes qw(time sleep);
 
-plan tests => 15, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 16, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my $SESSIONS = 200;
 my $WORKERS  = 6;
@@ -235,6 +236,11 @@ my $applied = 0;
 $applied += $st{$_}{applied} for @ids;
 my $b_takeovers = MsmSticky::counters($be{b})->{takeovers} // 0;
 is($b_takeovers, $moved, "b took over each of a's $moved sessions once (msm-status takeovers)");
+my $blog = MsmTest::log_since([$be{b}->error_log, 0]);
+my @logged_ids = MsmTest::ids_in($blog);
+ok(!@logged_ids && $blog =~ /MSM00153: session [0-9a-f]{8} taken over from route a/,
+   "b's error_log: takeovers logged by tag (MSM00153), no session id (32 hex digits)")
+    or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @logged_ids } split /\n/, $blog);
 diag("sessions moved from a to b: $moved; b's takeovers counter: $b_takeovers; "
      . "failed requests later seen applied: $applied; "
      . "increments: " . join(',', map { $st{$_}{ok} } @ids[0 .. 4]) . ',...');

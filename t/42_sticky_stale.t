@@ -5,7 +5,8 @@
 #   (i)   S is served by a (counter 5, cookie .a); b takes it over (the .a
 #         cookie arrives at b, as after a balancer failover): 6, cookie .b.
 #         a, still running with 5 in its local tier, gets the .b cookie: it
-#         must read memcached (6), move the cookie back to .a, log MSM00153.
+#         must read memcached (6), move the cookie back to .a, log MSM00153
+#         (debug: "session <tag> taken over from route b"; never the id).
 #   (ii)  the same, but the client sends the OLD .a cookie to a: README trusts
 #         the local copy for own-route cookies, so a stale answer is expected;
 #         the observed result is reported (diag), not asserted.
@@ -19,7 +20,7 @@ use MsmTest;
 use MsmSticky;
 use Time::HiRes qw(time sleep);
 
-plan tests => 25, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 26, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my @mc = MsmSticky::memcacheds();
 my %be = (a => MsmSticky::backend('a'), b => MsmSticky::backend('b'));
@@ -67,9 +68,13 @@ is(($r->session // {})->{counter}, 6, '(i) a gets the .b cookie: reads memcached
     or diag($r->dump);
 is($r->cookie('MSMSESSION'), $s_a, '(i) a moves the cookie back to route a');
 my ($hex) = MsmSticky::cookie_parts($s_a);
-ok(MsmTest::wait_until(sub { MsmTest::log_since($mark) =~ /MSM00153.*\Q$hex\E/ }, timeout => 2),
-   '(i) a logs MSM00153 (its local copy was older than memcached\'s)')
+my $tag = MsmTest::session_tag($hex) // 'none';
+ok(MsmTest::wait_until(sub { MsmTest::log_since($mark) =~ /MSM00153: session $tag taken over from route b/ },
+                       timeout => 2),
+   "(i) a logs MSM00153 (it took the session over from route b: memcached's copy replaced its older local one), by its tag $tag")
     or diag(MsmTest::log_since($mark));
+my @ids = MsmTest::ids_in(MsmTest::log_since($mark));
+is_deeply(\@ids, [], '(i) no session id (32 hex digits) in a\'s error_log');
 my $base = MsmSticky::mc_ops(\@mc);
 $r = $c->get('/msm/app.cgi?op=read');
 is(($r->session // {})->{counter}, 6, '(i) next read on a with the .a cookie: 6 (local tier refreshed)');

@@ -2,8 +2,9 @@
 # and mod_session_crypto (/auth/ and /crypto/ share the passphrase, the cookie name
 # and path=/, so a session made under /crypto/ is the pre-login session of /auth/).
 #   * MsmRegenerateOnLogin On (default): the login gives the session a new id, the
-#     old key is gone at once (its backup soon), the content is kept, the protected
-#     page works with the new cookie and not with the old one;
+#     old id is destroyed at once (a tombstone "MSM1 D" replaces its copy on every
+#     node, backup included, before the response), the content is kept, the
+#     protected page works with the new cookie and not with the old one;
 #   * /auth/nofix/dologin (MsmRegenerateOnLogin Off): the id stays;
 #   * memcached holds only ciphertext: neither the password nor the user name.
 use strict;
@@ -22,10 +23,22 @@ my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
 ok(MsmTest::wait_nodes_live([sort keys %port], timeout => 10), 'nodes n1-n3 live');
 
 my $ID = qr/^([0-9a-f]{32})-(n[123])$/;
-sub keys_with {            # every key on every node that holds this hex
+sub copies_of {            # node => the copy of this hex it holds (MsmTest::parse_copy)
     my $hex = shift;
-    return sort map { my $n = $_; map { "$n:$_" } grep { index($_, $hex) >= 0 } $mc{$n}->keys }
-           sort keys %mc;
+    my %c;
+    for my $n (sort keys %mc) {
+        my $raw = $mc{$n}->get(MsmTest::session_key($hex));
+        $c{$n} = MsmTest::parse_copy($raw) || { kind => 'not a copy' } if defined $raw;
+    }
+    return \%c;
+}
+sub sessions_of {          # "node:kind" of every copy of this hex that is not a tombstone
+    my $c = copies_of(shift);
+    return map { "$_:$c->{$_}{kind}" } grep { $c->{$_}{kind} ne 'D' } sort keys %$c;
+}
+sub tombstones_of {        # nodes holding the tombstone of this hex
+    my $c = copies_of(shift);
+    return grep { $c->{$_}{kind} eq 'D' } sort keys %$c;
 }
 sub counter {
     my $st = MsmTest::msm_status() or return -1;
@@ -46,7 +59,8 @@ my $pre = $c->cookie('MSMSESSION') // '';
 my ($pre_hex, $pre_node) = $pre =~ $ID;
 ok($pre_hex, "pre-login id $pre");
 $pre_node //= 'n1';
-ok(defined $mc{$pre_node}->get("t:$pre"), 'pre-login session stored under its key');
+ok((($mc{$pre_node}->copy($pre) || {})->{primary} // '') eq $pre_node,
+   'pre-login session stored under its key');
 
 # the protected page needs a login
 my $r0 = $c->get('/auth/app/app.cgi?op=read');
@@ -63,11 +77,13 @@ ok($post_hex, "post-login id $post");
 isnt($post_hex, $pre_hex, 'the login changed the session id (hex part)');
 $post_node //= 'n1';
 
-# at once: the old primary key is gone right after the response
-ok(!defined $mc{$pre_node}->get("t:$pre"), 'the old key is gone right after the login');
-ok(MsmTest::wait_until(sub { !keys_with($pre_hex) }, timeout => 5),
-   'the old backup is deleted too') or diag(join ' ', keys_with($pre_hex));
-ok(defined $mc{$post_node}->get("t:$post"), 'the new key is stored');
+# at once: the old session is gone right after the response (a tombstone replaced it)
+is(($mc{$pre_node}->copy($pre) || {})->{kind} // 'none', 'D',
+   'the old key is gone right after the login (its copy is a tombstone)');
+ok(!sessions_of($pre_hex) && join(',', tombstones_of($pre_hex)) eq 'n1,n2,n3',
+   'the old backup is gone too: a tombstone on every node, no session copy anywhere')
+    or diag(explain copies_of($pre_hex));
+ok((($mc{$post_node}->copy($post) || {})->{primary} // '') eq $post_node, 'the new key is stored');
 is(counter('regenerated') - $regen0, 1, 'msm-status: regenerated +1');
 
 # the content is kept, the protected page works with the new cookie
@@ -86,14 +102,15 @@ isnt($ra->status, 200, 'protected page with the old cookie: not 200 (' . $ra->st
 unlike($ra->body, qr/apple|msmtest-user/, 'the old cookie shows none of the session');
 my $ra2 = $att->get('/crypto/app.cgi?op=read');
 is_deeply($ra2->session, {}, 'the old cookie reads an empty session elsewhere too');
-ok(!keys_with($pre_hex), 'the old cookie did not bring the old key back');
+ok(!sessions_of($pre_hex), 'the old cookie did not bring the old session back (tombstones only)')
+    or diag(explain copies_of($pre_hex));
 
 # a second login of the same user changes nothing
 $r = login($c);
 is($c->cookie('MSMSESSION'), $post, 'logging in again as the same user keeps the id');
 
 # ------------------------------------------------------------ crypto: no clear text
-my $val = $mc{$post_node}->get("t:$post") // '';
+my $val = ($mc{$post_node}->copy($post) || {})->{payload} // '';
 ok(length $val > 20, 'the logged-in session is stored (' . length($val) . ' bytes)');
 unlike($val, qr/secret/, 'memcached value: no password in clear');
 # the entries' keys are msmtest-user, msmtest-pw, cart: "msmtest" finds the
@@ -101,8 +118,9 @@ unlike($val, qr/secret/, 'memcached value: no password in clear');
 # ciphertext by chance (letters, then its = padding): it failed a run so.
 unlike($val, qr/msmtest|apple/, 'memcached value: no user name, keys or content in clear');
 my @bak;
-MsmTest::wait_until(sub {
-    @bak = grep { defined } map { $mc{$_}->get("bak:t:$post") } sort keys %mc;
+MsmTest::wait_until(sub {      # the same key on another node, naming $post_node
+    @bak = map { $_->{payload} } grep { $_ && ($_->{primary} // '') eq $post_node }
+           map { $mc{$_}->copy($post) } grep { $_ ne $post_node } sort keys %mc;
     return @bak;
 }, timeout => 5);
 ok(@bak == 1 && $bak[0] !~ /secret|msmtest|apple/, 'its backup copy: ciphertext too');
@@ -110,8 +128,8 @@ ok(@bak == 1 && $bak[0] !~ /secret|msmtest|apple/, 'its backup copy: ciphertext 
 # logout (an emptied session) removes it
 $r = $c->get('/auth/app/app.cgi?op=destroy');
 is($r->status, 200, 'logout: destroy the session');
-ok(MsmTest::wait_until(sub { !keys_with($post_hex) }, timeout => 5),
-   'logout: the keys are deleted');
+ok(MsmTest::wait_until(sub { !sessions_of($post_hex) && join(",", tombstones_of($post_hex)) eq "n1,n2,n3" }, timeout => 5),
+   'logout: the session is gone (tombstones replaced its copies)') or diag(explain copies_of($post_hex));
 
 # ------------------------------------------------------------ MsmRegenerateOnLogin Off
 my $c2 = MsmTest::client();

@@ -6,8 +6,12 @@
 #   yrmcds      two yrmcdsd
 # Parts: create/read/modify/destroy; gats, or (twemproxy and yrmcds, which do not
 # know gats) its detection, logged once per node (MSM00130), then gets + touch;
-# touches counted by the server; sliding expiry; MsmLocking On with release;
-# failover of a killed node to the backup on the other one.
+# touches counted by the server; sliding expiry; MsmLocking On with release (a
+# compare-and-delete "md" on memcached; twemproxy and yrmcds have no meta commands:
+# gets + delete, logged once per node, MSM00131); failover of a killed node to the
+# backup on the other one. Sessions are copies "MSM1 S <version> <written>
+# <primary>\n<value>" under t:<hex>, the backup the same key on the other node
+# (MsmTest::parse_copy); log lines name sessions by their tag, never by their id.
 # Ports 21250-21266 (outside MsmTest's default range: any_port).
 use strict;
 use warnings;
@@ -22,7 +26,7 @@ my @KINDS = qw(memcached twemproxy yrmcds);
 my $NUT = -x '/usr/sbin/nutcracker' ? '/usr/sbin/nutcracker' : '';
 my $YRM = -x '/usr/sbin/yrmcdsd' ? '/usr/sbin/yrmcdsd' : '';
 
-plan tests => 3 * 36 + 2,
+plan tests => 3 * 38 + 2,
     need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm(),
            'Debian package nutcracker is not installed' => $NUT,
            'Debian package yrmcds is not installed' => $YRM };
@@ -43,13 +47,19 @@ my %K;   # kind => { nodes => [[id, port]...], kill => {id => sub}, touches => s
         nodes  => [[mc1 => 21250], [mc2 => 21251]],
         procs  => \%m,
         kill   => { map { my $id = $_; $id => sub { $m{$id}->kill9 } } keys %m },
-        # gats counts as cmd_touch; gets as cmd_get
+        # gats counts as cmd_touch; gets as cmd_get (but for the once-a-second read of
+        # the published node failures, t:msm-failures: MsmTest::Memcached::failure_ops)
         counts => sub {
             my %c = (touch => 0, get => 0);
-            for (values %m) { my $s = $_->stats; $c{touch} += $s->{cmd_touch}; $c{get} += $s->{cmd_get} }
+            for (values %m) {
+                my $s = $_->stats;
+                $c{touch} += $s->{cmd_touch};
+                $c{get} += $s->{cmd_get} - $_->failure_ops->{get};
+            }
             return \%c;
         },
-        ttl_of => sub { my $k = shift; for (values %m) { my $t = $_->ttl($k); return $t if defined $t } undef },
+        # the TTL of a key on one node (the backup, on the other node, lives longer)
+        ttl_of => sub { my ($k, $node) = @_; return $m{$node} ? $m{$node}->ttl($k) : undef },
         http_port => 21252,
     };
 }
@@ -93,7 +103,12 @@ EOF
             for (@all) { my $s = $_->stats; $c{touch} += $s->{cmd_touch}; $c{get} += $s->{cmd_get} }
             return \%c;
         },
-        ttl_of => sub { my $k = shift; for (@all) { my $t = $_->ttl($k); return $t if defined $t } undef },
+        # the TTL of a key on one node: on the memcached behind that node's nutcracker
+        ttl_of => sub {
+            my ($k, $node) = @_;
+            for (@{ $bmc{$node} || [] }) { my $t = $_->ttl($k); return $t if defined $t }
+            undef;
+        },
         http_port => 21261,
     };
 }
@@ -202,8 +217,9 @@ for my $k (@KINDS) {
     my $node = node_of($cv) // $kd->{ids}[0];
     rec($k, 'crud', like($cv, qr/^[0-9a-f]{32}-(\Q$kd->{ids}[0]\E|\Q$kd->{ids}[1]\E)$/,
                          "[$k] cookie names one of the nodes ($cv)"));
-    rec($k, 'crud', like($kd->{mc}{$node}->get("t:$cv") // '', qr/user=alice/,
-                         "[$k] stored through the server"));
+    my $cp = $kd->{mc}{$node}->copy($cv) || {};
+    rec($k, 'crud', ok(($cp->{primary} // '') eq $node && ($cp->{payload} // '') =~ /user=alice/,
+                       "[$k] stored through the server (a copy naming $node as primary)"));
     rec($k, 'crud', is_deeply($c->get('/msm/app.cgi?op=read')->session, { user => 'alice' },
                               "[$k] read back"));
     my @v = map { $c->get('/msm/app.cgi?op=incr&k=n')->field('value') // 'undef' } 1 .. 2;
@@ -211,15 +227,16 @@ for my $k (@KINDS) {
     rec($k, 'crud', is_deeply($c->get('/msm/app.cgi?op=read')->session,
                               { user => 'alice', n => 2 }, "[$k] read after modify"));
     my $other = $node eq $kd->{ids}[0] ? $kd->{ids}[1] : $kd->{ids}[0];
-    rec($k, 'crud', ok(MsmTest::wait_until(sub { defined $kd->{mc}{$other}->get("bak:t:$cv") },
+    rec($k, 'crud', ok(MsmTest::wait_until(sub { (($kd->{mc}{$other}->copy($cv) || {})->{primary} // '') eq $node },
                                            timeout => 5),
-                       "[$k] backup on the other node"));
+                       "[$k] backup on the other node (the same key, naming $node)"));
     $r = $c->get('/msm/app.cgi?op=destroy');
     rec($k, 'crud', is($r->status, 200, "[$k] destroy"));
     rec($k, 'crud', is_deeply($c->get('/msm/app.cgi?op=read')->session, {}, "[$k] read after destroy: empty"));
+    # a destroy writes a tombstone over every copy (no deletes)
     rec($k, 'crud', ok(MsmTest::wait_until(sub {
-            !defined $kd->{mc}{$node}->get("t:$cv") && !defined $kd->{mc}{$other}->get("bak:t:$cv") },
-            timeout => 5), "[$k] destroy: key and backup deleted"));
+            !grep { (($kd->{mc}{$_}->copy($cv) || {})->{kind} // '') ne 'D' } $node, $other },
+            timeout => 5), "[$k] destroy: key and backup replaced by tombstones"));
 }
 
 # ------------------------------------------------------------ 2. reads on both nodes: gats or its detection
@@ -284,7 +301,7 @@ for my $k (@KINDS) {
         my $kd = $K{$k};
         my $s = $c{$k}->get('/msm/app.cgi?op=read')->session;
         rec($k, 'sliding', is_deeply($s, { slide => 1 }, "[$k] sliding: read at +2.5 s"));
-        $ttl{$k} = $kd->{ttl_of}->("t:$key{$k}");
+        $ttl{$k} = $kd->{ttl_of}->(MsmTest::session_key($key{$k}), node_of($key{$k}) // $kd->{ids}[0]);
         # memcached behind: its TTL restarted (yrmcds has no command to show it)
         rec($k, 'sliding', cmp_ok($ttl{$k} // -1, '>=', $IDLE - 1,
                                   "[$k] sliding: TTL back to $IDLE s after the read"))
@@ -294,7 +311,7 @@ for my $k (@KINDS) {
     for my $k (@KINDS) {
         my $kd = $K{$k};
         my $n = node_of($key{$k}) // $kd->{ids}[0];
-        rec($k, 'sliding', ok(defined $kd->{mc}{$n}->get("t:$key{$k}"),
+        rec($k, 'sliding', ok((($kd->{mc}{$n}->copy($key{$k}) || {})->{kind} // '') eq 'S',
             sprintf '[%s] sliding: alive %.1f s after its write (MsmIdleTimeout %d; TTL after the read: %s)',
                     $k, time - $t0, $IDLE, $ttl{$k} // 'n/a'));
     }
@@ -303,7 +320,7 @@ for my $k (@KINDS) {
     for my $k (@KINDS) {
         my $kd = $K{$k};
         my $n = node_of($key{$k}) // $kd->{ids}[0];
-        rec($k, 'sliding', ok(!defined $kd->{mc}{$n}->get("t:$key{$k}"),
+        rec($k, 'sliding', ok(!defined $kd->{mc}{$n}->get(MsmTest::session_key($key{$k})),
             sprintf '[%s] sliding: expired %.1f s after the last read', $k, time - $t0 - 2.5));
     }
 }
@@ -331,7 +348,7 @@ for my $k (@KINDS) {
         or diag(explain \@res);
     rec($k, 'locking', cmp_ok($res[1]{elapsed} // 0, '>=', 1.1,
         sprintf '[%s] the second waited for the lock (%.2f s)', $k, $res[1]{elapsed} // 0));
-    rec($k, 'locking', ok(MsmTest::wait_until(sub { !defined $kd->{mc}{$node}->get("lock:t:$cv") },
+    rec($k, 'locking', ok(MsmTest::wait_until(sub { !defined $kd->{mc}{$node}->get(MsmTest::lock_key($cv)) },
                                               timeout => 1),
                           "[$k] lock released (lock key gone)"));
     my $t = time;
@@ -356,7 +373,7 @@ for my $k (@KINDS) {
     $hex //= 'none';
     my $node = node_of($cv) // $kd->{ids}[0];
     my $other = $node eq $kd->{ids}[0] ? $kd->{ids}[1] : $kd->{ids}[0];
-    rec($k, 'failover', ok(MsmTest::wait_until(sub { defined $kd->{mc}{$other}->get("bak:t:$cv") },
+    rec($k, 'failover', ok(MsmTest::wait_until(sub { (($kd->{mc}{$other}->copy($cv) || {})->{primary} // '') eq $node },
                                                timeout => 5),
                            "[$k] backup of the session on $other"));
     my $mark = MsmTest::log_mark($kd->{httpd}->error_log);
@@ -368,8 +385,13 @@ for my $k (@KINDS) {
     rec($k, 'failover', is_deeply($r->session, { f => 'kept' }, "[$k] the session survived"));
     rec($k, 'failover', is($c->cookie('MSMSESSION'), "$hex-$other",
                            "[$k] moved to $other: same id, new node"));
-    rec($k, 'failover', like(MsmTest::log_since($mark), qr/MSM00110: session \Q$hex\E-\Q$node\E moved to node \Q$other\E/,
-                             "[$k] MSM00110 logged"));
+    my $flog = MsmTest::log_since($mark);
+    my $tag = MsmTest::session_tag($hex) // 'none';
+    rec($k, 'failover', like($flog, qr/MSM00110: session $tag moved to node \Q$other\E\b/,
+                             "[$k] MSM00110 logged, naming the session by its tag $tag"));
+    my @ids = MsmTest::ids_in($flog);
+    rec($k, 'failover', is_deeply(\@ids, [], "[$k] no session id (32 hex digits) in the error_log"))
+        or diag(join "\n", grep { my $l = $_; grep { index($l, $_) >= 0 } @ids } split /\n/, $flog);
     rec($k, 'failover', is($c->get('/msm/app.cgi?op=incr&k=n')->field('value'), 1,
                            "[$k] the moved session is writable"));
     rec($k, 'failover', is_deeply($c->get('/msm/app.cgi?op=read')->session, { f => 'kept', n => 1 },
@@ -385,6 +407,16 @@ for my $k (@KINDS) {
     my $want = $k eq 'memcached' ? {} : { map { $_ => 1 } @{ $kd->{ids} } };
     rec($k, 'gats', is_deeply(\%n130, $want, "[$k] over the whole run: MSM00130 once per node"
                                             . ($k eq 'memcached' ? ' (never here)' : '')));
+    # no meta commands (md): the lock release falls back to gets + delete, logged once
+    # per node that released a lock (the locks of part 4 are on their sessions' nodes)
+    my %n131;
+    $n131{$1}++ while $log =~ /MSM00131: memcached node (\w+) /g;
+    my %ids = map { $_ => 1 } @{ $kd->{ids} };
+    rec($k, 'locking', ok($k eq 'memcached' ? !%n131
+                          : (%n131 && !grep { $n131{$_} != 1 || !$ids{$_} } keys %n131),
+                          "[$k] MSM00131 (no meta commands) " . ($k eq 'memcached' ? 'never logged'
+                          : 'logged once per node that released a lock (' . join(',', map { "$_ x$n131{$_}" } sort keys %n131) . ')')))
+        or diag(explain \%n131);
     my $all = $log . do { local $/; open my $fh, '<', catfile($kd->{httpd}->dir, 'logs', 'stderr.log'); <$fh> // '' };
     rec($k, 'crud', unlike($all, qr/exit signal|Segmentation|AddressSanitizer|runtime error:/,
                            "[$k] no crash"));

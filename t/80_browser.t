@@ -213,19 +213,21 @@ my ($hex) = $cookie =~ /^([0-9a-f]{32})/;
 $hex //= 'none';
 
 # memcached holds the session (primary, written after the response in sticky mode,
-# and its backup on the next node); wait until the writes have settled
+# and its backup on the next node: the same key demo:<hex>, both copies naming
+# $node as primary); wait until the writes have settled
 my @order = qw(m1 m2 m3);
 my ($i) = grep { $order[$_] eq $node } 0 .. 2;
 my $next = $order[(($i // 0) + 1) % 3];
-ok(MsmTest::wait_until(sub {
-    defined $mc{$node}->get("demo:$hex-$node") && defined $mc{$next}->get("bak:demo:$hex-$node")
-}, timeout => 5), "primary on $node and backup on $next");
-my $v = $mc{$next}->get("bak:demo:$hex-$node") // '';
+my $key = MsmTest::session_key($hex, 'demo:');
+sub names { my ($n, $want) = @_; my $c = MsmTest::parse_copy($mc{$n}->get($key)); return $c && ($c->{primary} // '') eq $want ? $c : undef }
+ok(MsmTest::wait_until(sub { names($node, $node) && names($next, $node) }, timeout => 5),
+   "primary on $node and backup on $next");
+my $v = (names($next, $node) || {})->{payload} // '';
 unlike($v, qr/demo-user|counter=|demo-pw/, 'memcached holds ciphertext only');
 MsmTest::wait_until(sub {
-    my $a = $mc{$next}->get("bak:demo:$hex-$node") // '';
+    my $a = $mc{$next}->get($key) // '';
     sleep 0.4;
-    return $a eq ($mc{$next}->get("bak:demo:$hex-$node") // '');
+    return $a eq ($mc{$next}->get($key) // '');
 }, timeout => 5, interval => 0.01);
 
 # kill the back end that served the page and the memcached node holding the session

@@ -11,8 +11,11 @@ package MsmSticky;
 #   my $f  = MsmSticky::front(a => $a, b => $b);        # balancer on 21365
 #   MsmSticky::wait_ready($url)                         # a session round trip works
 #   my $ops = MsmSticky::mc_ops(\@mc);                  # {get, touch, set, delete, total}
+#                                    (not counted: the once-a-second read of the published
+#                                    node failures, t:msm-failures; see MsmTest::mc_ops)
 #   my $d   = MsmSticky::ops_delta($before, $after);
-#   MsmSticky::mc_session(\@mc, $cookie)                # {k => v} stored in memcached (counts a get)
+#   MsmSticky::mc_session(\@mc, $cookie [, backup => 1]) # {k => v} of the copy on the cookie's node
+#                                    (or the next one), naming that node as primary (a get)
 #   MsmSticky::cookie_parts($cookie)                    # (hex, node, route)
 #   MsmSticky::wait_sets(\@mc, $base, $n)               # waits (bounded) for $n sets since $base
 #   MsmSticky::counters($httpd)                         # its msm-status counters (hashref)
@@ -110,9 +113,10 @@ sub mc_ops {
     my %t = (get => 0, touch => 0, set => 0, delete => 0, cas => 0);
     for my $mc (@$mcs) {
         my $s = $mc->stats;
-        $t{get}    += $s->{cmd_get} // 0;
+        my $f = eval { $mc->failure_ops } || { get => 0, set => 0 };
+        $t{get}    += ($s->{cmd_get} // 0) - $f->{get};
         $t{touch}  += $s->{cmd_touch} // 0;
-        $t{set}    += $s->{cmd_set} // 0;
+        $t{set}    += ($s->{cmd_set} // 0) - $f->{set};
         $t{delete} += ($s->{delete_hits} // 0) + ($s->{delete_misses} // 0);
         $t{cas}    += ($s->{cas_hits} // 0) + ($s->{cas_misses} // 0) + ($s->{cas_badval} // 0);
     }
@@ -162,13 +166,14 @@ sub decode {
     return \%h;
 }
 
-# what memcached holds as the primary copy of the session named by $cookie
-# (counts one get on that node) - undef when missing
+# what memcached holds as the primary copy of the session named by $cookie: the
+# copy under t:<hex> on the cookie's node, naming that node as its primary (counts
+# one get on that node) - undef when missing (or a tombstone, or naming another node).
+# backup => 1: the copy on the next node, which names the cookie's node too.
 sub mc_session {
     my ($mcs, $cookie, %o) = @_;
     my ($hex, $node) = cookie_parts($cookie) or return undef;
     my ($mc) = grep { $_->port == node_port($node) } @$mcs;
-    my $key = ($o{backup} ? 'bak:' : '') . "t:$hex-$node";
     if ($o{backup}) {
         # the backup lives on the next node after the primary (all nodes live here)
         my @order = map { node_port($_) } qw(m1 m2 m3);
@@ -176,7 +181,9 @@ sub mc_session {
         my $bp = $order[($i + 1) % 3];
         ($mc) = grep { $_->port == $bp } @$mcs;
     }
-    return decode($mc->get($key));
+    my $c = $mc->copy($hex) or return undef;
+    return undef unless $c->{kind} eq 'S' && ($c->{primary} // '') eq $node;
+    return decode($c->{payload});
 }
 
 # the msm-status counters of an extra httpd ({} when unreadable)

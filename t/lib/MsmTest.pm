@@ -17,9 +17,14 @@ package MsmTest;
 #
 # extra plain httpd (not Apache::Test's): -D FOREGROUND in a session of its own
 #   my $h = MsmTest::httpd(port => 21350, name => 'b1', conf => $text [, msm => 0,
-#                          servers => 2, timeout => 20]);
+#                          servers => 2, timeout => 20, mpm => 'prefork'|'event',
+#                          threads => 16]);
 #   $h->url $h->pid $h->children $h->stop $h->kill9 (parent + children by pid)
 #   $h->kill_children $h->error_log $h->dir
+#   $h->graceful (SIGUSR1 to the parent)  $h->respawn (start again, same config,
+#   after kill9/stop)
+#   mpm => 'event' loads mod_mpm_event instead of the suite's prefork (sized by
+#   servers/threads in an <IfModule mpm_event_module> block).
 #   The config gets the Apache::Test server's LoadModule lines (mod_msm included when
 #   loaded there), Listen 127.0.0.1:PORT, DocumentRoot t/htdocs with the CGI app, then
 #   $text with @T@ @TOP@ @PORT@ @DIR@ @APP_SESSION@ replaced.
@@ -43,7 +48,7 @@ package MsmTest;
 #
 # Rules kept here: all traffic goes to 127.0.0.1; every wait is bounded in count
 # and time; processes are ended only by the pids this process started (never by
-# name). Ports 21301-21399 are reserved for tests (memcached and extra httpds):
+# name). Ports 21301-21649 are reserved for tests (memcached and extra httpds):
 # the Apache::Test config uses 21301-21303 (n1-n3) and 21311-21312 (v1-v2 of the
 # msm_vhost2 virtual host).
 use strict;
@@ -71,7 +76,7 @@ our $APP_SESSION = join "\n    ", 'Session On', 'SessionEnv On',
     'SessionHeader X-Replace-Session', 'MsmCookieName MSMSESSION path=/ httponly';
 
 our $PORT_MIN = 21301;
-our $PORT_MAX = 21399;
+our $PORT_MAX = 21649;
 
 # ---------------------------------------------------------------- locations
 
@@ -404,8 +409,13 @@ sub _spawn {
     my $self = shift;
     my $port = $self->{port};
     MsmTest::_check_port($port, any_port => $self->{any_port});
+    # -D -: per-prefix statistics ("stats detail") split keys at '-', so that the
+    # operations on mod_msm's "<prefix>msm-failures" key (prefix "<prefix>msm") are
+    # told apart from those on sessions ("<prefix><hex>") and locks (no '-'); see
+    # MsmTest::Memcached::failure_ops
     my @cmd = ($self->{bin}, '-l', '127.0.0.1', '-p', $port, '-U', '0',
                '-m', $self->{memory}, '-t', $self->{threads}, '-c', $self->{conns},
+               (grep({ $_ eq '-D' } @{ $self->{args} }) ? () : ('-D', '-')),
                @{ $self->{args} });
     push @cmd, '-u', 'nobody' if $> == 0;
     my $log = $self->log_file;
@@ -433,6 +443,7 @@ sub _spawn {
             . (defined $died ? "exited with status $died" : "timeout")
             . "\n" . MsmTest::_tail($log);
     }
+    eval { $self->raw('stats detail on') };
     return $self;
 }
 
@@ -630,6 +641,39 @@ sub keys {
     return sort map { $_->{key} } $self->dump;
 }
 
+# per-prefix statistics ("stats detail dump"; the instance runs with -D - and
+# "stats detail on"): { prefix => { get, hit, set, del } }. Counts no operation.
+sub prefix_stats {
+    my $self = shift;
+    my %p;
+    for ($self->raw('stats detail dump')) {
+        $p{$1} = { get => $2, hit => $3, set => $4, del => $5 }
+            if /^PREFIX (\S+) get (\d+) hit (\d+) set (\d+) del (\d+)/;
+    }
+    return \%p;
+}
+
+# operations on mod_msm's published node failures, "<MsmKeyPrefix>msm-failures"
+# (src/msm_store.c: read from one node at most once per second before a load, written
+# when a node failed): { get, set } summed over the prefixes ending in "msm"
+sub failure_ops {
+    my $self = shift;
+    my %f = (get => 0, set => 0);
+    my $p = $self->prefix_stats;
+    for my $k (grep { /msm$/ } CORE::keys %$p) {
+        $f{get} += $p->{$k}{get};
+        $f{set} += $p->{$k}{set};
+    }
+    return \%f;
+}
+
+# the copy this node holds of a session (MsmTest::parse_copy of its value; a get):
+# $mc->copy($cookie_or_hex [, $prefix])
+sub copy {
+    my ($self, $cookie, $prefix) = @_;
+    return MsmTest::parse_copy($self->get(MsmTest::session_key($cookie, $prefix)));
+}
+
 # ================================================================ extra httpd
 package MsmTest::Httpd;
 use strict;
@@ -690,9 +734,21 @@ sub start {
 
     my $t = MsmTest::t_dir();
     my $servers = $o{servers} // 2;
+    my $mpm = $o{mpm} // 'prefork';
+    croak "mpm '$mpm': prefork or event" unless $mpm =~ /^(?:prefork|event)$/;
+    my $threads = $o{threads} // 16;
+    my $ev_limit = $servers > 4 ? $servers : 4;
+    my $ev_workers = $ev_limit * $threads;
     my $conf = '';
     if ($o{preamble} // 1) {
-        $conf .= "$_\n" for module_lines(%o);
+        for my $l (module_lines(%o)) {
+            # the suite's MPM is prefork (t/TEST.PL); mpm => 'event' swaps it
+            if ($mpm eq 'event'
+                && $l =~ /^LoadModule\s+mpm_prefork_module\s+"?([^"\s]*?)mod_mpm_prefork\.so"?/) {
+                $l = "LoadModule mpm_event_module \"${1}mod_mpm_event.so\"";
+            }
+            $conf .= "$l\n";
+        }
         $conf .= <<"EOF";
 ServerRoot "$self->{dir}"
 ServerName 127.0.0.1
@@ -717,6 +773,16 @@ KeepAlive On
     MaxSpareServers         8
     ServerLimit             32
     MaxRequestWorkers       32
+    MaxConnectionsPerChild  0
+</IfModule>
+<IfModule mpm_event_module>
+    StartServers            $servers
+    ServerLimit             $ev_limit
+    ThreadLimit             $threads
+    ThreadsPerChild         $threads
+    MinSpareThreads         $threads
+    MaxSpareThreads         $ev_workers
+    MaxRequestWorkers       $ev_workers
     MaxConnectionsPerChild  0
 </IfModule>
 <Directory />
@@ -816,14 +882,37 @@ sub stop {
 sub kill9 {
     my $self = shift;
     my $pid = delete $self->{pid} or return 1;
+    # stopped first, the parent forks no child between the list and the kill
+    # (one that escaped would go on serving, reparented to init)
+    kill 'STOP', $pid;
     my @desc = MsmTest::descendant_pids($pid);
-    kill 'KILL', $pid;
     _kill_list('KILL', @desc);
+    kill 'KILL', $pid;
     MsmTest::_reap($pid, 5);
     # children reparented to init: wait until they are gone (bounded)
     MsmTest::wait_until(sub { !grep { MsmTest::_alive($_) } @desc }, timeout => 5);
     MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
     return 1;
+}
+
+# graceful restart: SIGUSR1 to the parent (it re-reads its config, lets the
+# children finish their requests and starts new ones); the listener stays open
+sub graceful {
+    my $self = shift;
+    my $pid = $self->{pid} or return 0;
+    return kill('USR1', $pid) ? 1 : 0;
+}
+
+# start again with the same config file (after kill9 or stop); croaks when it
+# does not come up (bounded by the instance's timeout)
+sub respawn {
+    my $self = shift;
+    croak "httpd '$self->{name}' is still running" if $self->running;
+    delete $self->{pid};
+    MsmTest::_check_port($self->{port}, any_port => 1);
+    $self->_spawn;
+    $HLIVE{"$self"} = $self;
+    return $self;
 }
 
 # kill only the children (the parent respawns them)
@@ -1135,6 +1224,81 @@ sub wait_nodes_live {
     }, timeout => $o{timeout} // 10, interval => $o{interval} // 0.2);
 }
 
+# ================================================================ session copies (the storage format)
+# Every node holds at most ONE copy of a session, all under the same key
+# "<MsmKeyPrefix><hex>" (src/msm_copy.h): the primary copy on the node the cookie
+# names, a backup copy on the next live node. A copy is a header, then (kind S)
+# mod_session's encoded string:
+#     "MSM1 <S|D> <version: 16 hex> <written: 16 hex, apr_time_t µs> <primary id or ->\n"
+# S = a session, D = destroyed (a tombstone: no payload, primary "-"). Locks are
+# "lock:<MsmKeyPrefix><hex>" on the node of the primary copy. Log lines never carry
+# an id: they carry its tag, the first 8 hex digits of the SHA-1 of the 32 hex.
+#   MsmTest::cookie_hex($cookie)     the 32 hex of "<hex>-<node>[.<route>]" (or of a bare hex)
+#   MsmTest::cookie_node($cookie)    its node part (undef when there is none)
+#   MsmTest::session_key($cookie [, $prefix])   "t:<hex>" (prefix default "t:")
+#   MsmTest::lock_key($cookie [, $prefix])      "lock:t:<hex>"
+#   MsmTest::session_tag($cookie)    the log tag (printf %s HEX | sha1sum | cut -c1-8)
+#   MsmTest::parse_copy($raw) -> { kind => 'S'|'D', version, written (integers),
+#                                  primary (node id; undef for D), payload ('' for D) }
+#                                or undef (undef, or not an MSM1 copy)
+#   MsmTest::make_copy(payload => 'a=1' [, kind => 'S', version => 1,
+#                      written => µs (default now), primary => 'n1'])  a value to plant
+#   $mc->copy($cookie [, $prefix])   parse_copy of what the node holds (counts as a get)
+#   MsmTest::ids_in($text)           the 32-hex-digit strings in $text (session ids, which
+#                                    must never be logged), each once
+package MsmTest;
+
+sub cookie_hex {
+    my $c = shift // '';
+    return $c =~ /^([0-9a-f]{32})(?:-|$)/ ? $1 : undef;
+}
+
+sub cookie_node {
+    my $c = shift // '';
+    return $c =~ /^[0-9a-f]{32}-([A-Za-z0-9_]+)/ ? $1 : undef;
+}
+
+sub session_key {
+    my ($c, $prefix) = @_;
+    my $hex = cookie_hex($c) // croak("session_key: no session id in '" . ($c // 'undef') . "'");
+    return ($prefix // 't:') . $hex;
+}
+
+sub lock_key { return 'lock:' . session_key(@_) }
+
+sub session_tag {
+    my $hex = cookie_hex(shift) // return undef;
+    require Digest::SHA;
+    return substr(Digest::SHA::sha1_hex($hex), 0, 8);
+}
+
+sub parse_copy {
+    my $raw = shift;
+    return undef unless defined $raw;
+    my ($kind, $ver, $wr, $pri, $payload)
+        = $raw =~ /\AMSM1 ([SD]) ([0-9a-f]{16}) ([0-9a-f]{16}) ([A-Za-z0-9_]{1,16}|-)\n(.*)\z/s
+        or return undef;
+    return undef if ($kind eq 'D') != ($pri eq '-') || ($kind eq 'D' && length $payload);
+    no warnings 'portable';
+    return { kind => $kind, version => hex($ver), written => hex($wr),
+             primary => $pri eq '-' ? undef : $pri, payload => $payload };
+}
+
+sub make_copy {
+    my %o = @_;
+    my $kind = $o{kind} // 'S';
+    my $written = $o{written} // int(time() * 1e6);
+    return sprintf("MSM1 %s %016x %016x %s\n", $kind, $o{version} // 1, $written,
+                   $kind eq 'D' ? '-' : ($o{primary} // 'n1'))
+         . ($kind eq 'D' ? '' : $o{payload} // '');
+}
+
+sub ids_in {
+    my $text = shift // '';
+    my %seen;
+    return grep { !$seen{$_}++ } $text =~ /(?<![0-9a-fA-F])([0-9a-f]{32})(?![0-9a-fA-F])/g;
+}
+
 # ================================================================ operation counts (t/1x files)
 # memcached operation counters of several instances, from "stats" (which counts as
 # no operation itself; note that $mc->get/->ttl do count):
@@ -1145,7 +1309,12 @@ sub wait_nodes_live {
 #            backups after the response); bounded by timeout
 #   MsmTest::mc_ops_str($d)                     "n1 touch=1 set=1 | n2 set=1" (diagnostics)
 # get = cmd_get (get/gets), touch = cmd_touch (touch, gat/gats), set = cmd_set
-# (set/add/cas/...), delete = delete_hits + delete_misses, incr = incr/decr.
+# (set/add/cas/...), delete = delete_hits + delete_misses (a meta "md" counts there
+# too), incr = incr/decr.
+# failures = the gets and sets of mod_msm's published node failures
+# ("<prefix>msm-failures", read by one request per second and server before its load,
+# written after a node failed; see MsmTest::Memcached::failure_ops): counted apart, and
+# NOT in get, set and total, which are the operations on sessions and locks.
 # A node that does not answer (stopped, killed) is left out.
 package MsmTest;
 
@@ -1156,14 +1325,16 @@ sub mc_ops {
     my %r;
     for my $name (CORE::keys %$mc) {
         my $st = eval { $mc->{$name}->stats } or next;
+        my $f = eval { $mc->{$name}->failure_ops } || { get => 0, set => 0 };
         my %o = (
-            get    => $st->{cmd_get} // 0,
+            get    => ($st->{cmd_get} // 0) - $f->{get},
             touch  => $st->{cmd_touch} // 0,
-            set    => $st->{cmd_set} // 0,
+            set    => ($st->{cmd_set} // 0) - $f->{set},
             delete => ($st->{delete_hits} // 0) + ($st->{delete_misses} // 0),
             incr   => ($st->{incr_hits} // 0) + ($st->{incr_misses} // 0)
                       + ($st->{decr_hits} // 0) + ($st->{decr_misses} // 0),
             meta   => $st->{cmd_meta} // 0,
+            failures => $f->{get} + $f->{set},
         );
         $o{total} = 0;
         $o{total} += $o{$_} for @MC_OPS;
@@ -1175,10 +1346,10 @@ sub mc_ops {
 sub mc_ops_delta {
     my ($a, $b) = @_;
     my %d;
-    my %sum = map { $_ => 0 } @MC_OPS, 'total';
+    my %sum = map { $_ => 0 } @MC_OPS, 'total', 'failures';
     for my $name (CORE::keys %$b) {
         next unless $a->{$name};
-        for my $k (@MC_OPS, 'total') {
+        for my $k (@MC_OPS, 'total', 'failures') {
             $d{$name}{$k} = $b->{$name}{$k} - $a->{$name}{$k};
             $sum{$k} += $d{$name}{$k};
         }
@@ -1210,7 +1381,7 @@ sub mc_ops_str {
     my $d = shift;
     my @parts;
     for my $n (sort grep { $_ ne '_sum' } CORE::keys %$d) {
-        my @nz = map { "$_=$d->{$n}{$_}" } grep { $d->{$n}{$_} } @MC_OPS;
+        my @nz = map { "$_=$d->{$n}{$_}" } grep { $d->{$n}{$_} } @MC_OPS, 'failures';
         push @parts, "$n " . (@nz ? join(' ', @nz) : '-');
     }
     return join ' | ', @parts;
