@@ -564,9 +564,10 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
  * sessions. So each server publishes the failures it knows under
  * "<MsmKeyPrefix>msm-failures" on every live node (lines "<host>:<port>
  * <apr_time_t>", the latest failure per address) when it sees one, and
- * once per second, before a load reads memcached, reads the lists of all
- * live nodes and adds what a list lacks (a node that restarted empty lost
- * it; a server restarted with kill -9 forgot what it knew). */
+ * once per second, before a load reads memcached, reads the list of one
+ * live node (another each second) and adds what that list lacks (a node
+ * that restarted empty lost it; a server restarted with kill -9 forgot
+ * what it knew). */
 #define FAILURES_KEY "msm-failures"
 #define FAILURES_MAX 64                 /* addresses kept in the list */
 #define LEARN_INTERVAL apr_time_from_sec(1)
@@ -714,12 +715,23 @@ static void exchange_failures(const msm_store_conf_t *c,
     }
 }
 
-/* Once per interval per server, before a load reads memcached. */
+/* Once per interval per server, before a load reads memcached: with one
+ * live node, a different one each interval (one gets a second). */
 static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
 {
-    if (c->nodes->count > 1
-        && msm_nodes_learn_due(c->nodes, LEARN_INTERVAL, apr_time_now())) {
-        exchange_failures(c, ctx);
+    apr_time_t now = apr_time_now();
+    int count = c->nodes->count, i;
+
+    if (count < 2 || !msm_nodes_learn_due(c->nodes, LEARN_INTERVAL, now)) {
+        return;
+    }
+    for (i = 0; i < count; i++) {
+        msm_node_t *n = &c->nodes->node[(now / LEARN_INTERVAL + i) % count];
+        if (msm_node_is_live(n) && !failed_here(ctx, n)) {
+            exchange_with(c, ctx, n, apr_pstrcat(ctx->pool, c->prefix,
+                                                 FAILURES_KEY, NULL));
+            return;
+        }
     }
 }
 
