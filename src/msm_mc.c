@@ -546,7 +546,9 @@ static apr_status_t exchange(msm_mc_server_t *s, msm_mc_conn_t *c,
 
 /* Runs op within the server's timeout. A pooled connection the server
  * closed while it sat idle (restart, proxy timeout) fails before any reply
- * byte; that case alone is tried once more, on a new connection. */
+ * byte; that case alone is tried once more, on a new connection. The other
+ * idle connections are as old: they are closed too, or a threaded child's
+ * next operations (and its node probes) would meet them one by one. */
 static apr_status_t run_op(msm_mc_server_t *s, mc_op_t *op)
 {
     apr_time_t start = apr_time_now();
@@ -555,7 +557,7 @@ static apr_status_t run_op(msm_mc_server_t *s, mc_op_t *op)
     int attempt;
 
     for (attempt = 0; attempt < 2; attempt++) {
-        msm_mc_conn_t *c = conn_take_idle(s);
+        msm_mc_conn_t *c = attempt == 0 ? conn_take_idle(s) : NULL;
         int got = 0, reused;
 
         if (c == NULL) {
@@ -578,6 +580,7 @@ static apr_status_t run_op(msm_mc_server_t *s, mc_op_t *op)
         if (rv == APR_SUCCESS || !reused || got || !is_stale_conn_error(rv)) {
             break;
         }
+        msm_mc_server_close_idle(s);
     }
     if (s->observer.op_done) {
         s->observer.op_done(s->observer.baton, rv, apr_time_now() - start);
