@@ -550,6 +550,7 @@ static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
                                                         : MSM_DEFAULT_IDLE);
     c->store.backup = c->backup != MSM_UNSET ? c->backup : nodes->count > 1;
     c->store.backup_async = c->backup_async != MSM_UNSET ? c->backup_async : 1;
+    c->store.route = c->sticky == 1 ? c->route : NULL;
     c->lock.expire = (apr_uint32_t)(c->lock_expire != MSM_UNSET
                                     ? c->lock_expire
                                     : MSM_DEFAULT_LOCK_EXPIRE);

@@ -211,6 +211,8 @@ int msm_sticky_get(msm_req_t *q)
     q->s.value = buf;
     q->s.len = e.len;
     q->s.meta = e.meta;
+    /* the tier keeps only copies this server wrote */
+    apr_cpystrn(q->s.meta.route, q->sc->route, sizeof(q->s.meta.route));
     q->s.cas = 0;
     q->s.loaded_at = q->r->request_time;
     q->from_local = 1;
@@ -225,6 +227,11 @@ int msm_sticky_get(msm_req_t *q)
     return 1;
 }
 
+static int written_here(const msm_req_t *q)
+{
+    return strcmp(q->s.meta.route, q->sc->route) == 0;
+}
+
 void msm_sticky_loaded(msm_req_t *q)
 {
     if (tier == NULL) {
@@ -232,8 +239,9 @@ void msm_sticky_loaded(msm_req_t *q)
     }
     if (!own_route(q)) {
         /* A takeover (or this server's own session coming back after
-         * another served it): the cookie moves to our route; the copy just
-         * read is newer than any local one, which the put replaces. */
+         * another served it): the cookie moves to our route, and the copy
+         * in memcached is written again naming it, so that the server
+         * that served it before no longer keeps it locally (below). */
         q->s.id_changed = 1;
         if (q->s.id.route[0]) {
             MSM_STAT_INC(q->sc->store.stats, takeovers);
@@ -241,8 +249,23 @@ void msm_sticky_loaded(msm_req_t *q)
                           "session %s taken over from route %s",
                           msm_req_tag(q), q->s.id.route);
         }
+        if (!written_here(q)) {
+            msm_store_claim(&q->sc->store, &q->ctx, &q->s);
+        }
     }
-    put(q, &q->s.id, &q->s.meta, q->s.value, q->s.len);
+    /* A copy another route wrote, under our own route's cookie: an old
+     * cookie of ours, while another server serves the session. It is
+     * served, not kept: that server's next writes would not reach our
+     * tier. */
+    if (written_here(q)) {
+        put(q, &q->s.id, &q->s.meta, q->s.value, q->s.len);
+    }
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, q->r, MSMLOGNO(00154)
+                      "session %s last written by route %s: not kept "
+                      "locally", msm_req_tag(q),
+                      q->s.meta.route[0] ? q->s.meta.route : "(none)");
+    }
 }
 
 void msm_sticky_put(msm_req_t *q, const char *value, apr_size_t len)

@@ -10,6 +10,13 @@
 
 /* ---- the format ---- */
 
+/* Only sessions name their writer's route; without one the header is
+ * that of a non-sticky server. */
+static int has_route(const msm_copy_meta_t *meta)
+{
+    return meta->kind == MSM_COPY_SESSION && meta->route[0];
+}
+
 char *msm_copy_encode(apr_pool_t *p, const msm_copy_meta_t *meta,
                       const char *payload, apr_size_t len,
                       apr_size_t *value_len)
@@ -22,9 +29,11 @@ char *msm_copy_encode(apr_pool_t *p, const msm_copy_meta_t *meta,
         len = 0;
     }
     hlen = apr_snprintf(header, sizeof(header), MAGIC "%c %016" APR_UINT64_T_HEX_FMT
-                        " %016" APR_UINT64_T_HEX_FMT " %s\n", meta->kind,
+                        " %016" APR_UINT64_T_HEX_FMT " %s%s%s\n", meta->kind,
                         meta->version, (apr_uint64_t)meta->written,
-                        meta->primary[0] ? meta->primary : NO_PRIMARY);
+                        meta->primary[0] ? meta->primary : NO_PRIMARY,
+                        has_route(meta) ? " " : "",
+                        has_route(meta) ? meta->route : "");
     value = apr_palloc(p, (apr_size_t)hlen + len + 1);
     memcpy(value, header, (apr_size_t)hlen);
     if (len) {
@@ -54,14 +63,29 @@ static int parse_hex64(const char *s, apr_uint64_t *out)
     return 1;
 }
 
-/* "<kind> <version> <written> <primary>\n" after the magic; the length of
- * the header, or 0. */
+/* A name (1 to MSM_NAME_MAX characters up to a space or end) at *p into
+ * out; *p moves past it. */
+static int parse_name(const char **p, const char *end, char *out)
+{
+    const char *sp = memchr(*p, ' ', (apr_size_t)(end - *p));
+    apr_size_t n = (apr_size_t)((sp ? sp : end) - *p);
+
+    if (n == 0 || n > MSM_NAME_MAX) {
+        return 0;
+    }
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    *p += n;
+    return 1;
+}
+
+/* "<kind> <version> <written> <primary>[ <route>]\n" after the magic; the
+ * length of the header, or 0. */
 static apr_size_t parse_header(const char *v, apr_size_t len,
                                msm_copy_meta_t *m)
 {
     const char *p = v + MAGIC_LEN, *end = v + len, *nl;
     apr_uint64_t written;
-    apr_size_t n;
 
     if (len < MAGIC_LEN + 2 + 2 * (HEX64_LEN + 1) + 1
         || memcmp(v, MAGIC, MAGIC_LEN) != 0
@@ -75,19 +99,24 @@ static apr_size_t parse_header(const char *v, apr_size_t len,
     m->written = (apr_time_t)written;
     p += 4 + 2 * HEX64_LEN;
     nl = memchr(p, '\n', (apr_size_t)(end - p));
-    if (nl == NULL || (n = (apr_size_t)(nl - p)) == 0 || n > MSM_NAME_MAX) {
+    if (nl == NULL || !parse_name(&p, nl, m->primary)) {
         return 0;
     }
-    memcpy(m->primary, p, n);
-    m->primary[n] = '\0';
     if (strcmp(m->primary, NO_PRIMARY) == 0) {
         m->primary[0] = '\0';
     }
     else if (!msm_name_is_valid(m->primary)) {
         return 0;
     }
-    /* A tombstone has no payload and no primary; a session has both. */
-    if ((m->kind == MSM_COPY_DESTROYED) != (m->primary[0] == '\0')) {
+    if (p < nl && (*p++ != ' ' || !parse_name(&p, nl, m->route)
+                   || !msm_name_is_valid(m->route) || p != nl)) {
+        return 0;
+    }
+    /* A tombstone has no payload, no primary, no route; a session has a
+     * primary. */
+    if (m->kind == MSM_COPY_DESTROYED
+        ? m->primary[0] != '\0' || m->route[0] != '\0'
+        : m->primary[0] == '\0') {
         return 0;
     }
     return (apr_size_t)(nl + 1 - v);

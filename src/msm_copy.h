@@ -5,7 +5,7 @@
  * names, a backup copy on the next live node, and possibly older copies
  * left where a node was unreachable. Each copy starts with a header:
  *
- *     "MSM1 <kind> <version> <written> <primary>\n" <payload>
+ *     "MSM1 <kind> <version> <written> <primary>[ <route>]\n" <payload>
  *
  *   kind     S: a session (payload: mod_session's encoded string)
  *            D: destroyed (logout, new id at login); no payload. Final: a
@@ -17,6 +17,10 @@
  *   primary  the node id that held the primary copy when it was written
  *            ("-" for D). A copy on any other node is a backup, or an old
  *            copy left behind by a move: never served without a search.
+ *   route    sessions written by a sticky server: its MsmRoute. A sticky
+ *            server keeps a copy in its local tier only when it wrote it
+ *            itself: another route's copy means another server serves the
+ *            session now, and its later writes would not reach the tier.
  *
  * The functions here decide; msm_store.c does the memcached operations
  * they ask for. They are pure (no I/O, no clock, no shared state), so that
@@ -33,8 +37,9 @@
 #define MSM_COPY_SESSION   'S'
 #define MSM_COPY_DESTROYED 'D'
 
-/* "MSM1 S " + 16 + " " + 16 + " " + 16 + "\n" */
-#define MSM_COPY_HEADER_MAX (7 + 16 + 1 + 16 + 1 + MSM_NAME_MAX + 1)
+/* "MSM1 S " + 16 + " " + 16 + " " + name + " " + name + "\n" */
+#define MSM_COPY_HEADER_MAX (7 + 16 + 1 + 16 + 1 + MSM_NAME_MAX + 1 \
+                             + MSM_NAME_MAX + 1)
 
 /* memcached keeps an expiry above 30 days as an absolute Unix time. */
 #define MSM_EXPTIME_MAX 2592000u
@@ -44,6 +49,8 @@ typedef struct msm_copy_meta {
     apr_uint64_t version;
     apr_time_t written;
     char primary[MSM_NAME_MAX + 1];     /* "" for a destroyed id */
+    char route[MSM_NAME_MAX + 1];       /* the writer's MsmRoute; "" when
+                                         * not sticky, and for D */
 } msm_copy_meta_t;
 
 /* What one node said about a session's key. */

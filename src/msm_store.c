@@ -249,6 +249,16 @@ static void meta_init(msm_copy_meta_t *m, char kind, apr_uint64_t version,
     }
 }
 
+/* A new version of a session, written by this server. */
+static void meta_session(const msm_store_conf_t *c, msm_copy_meta_t *m,
+                         apr_uint64_t version, const msm_node_t *primary)
+{
+    meta_init(m, MSM_COPY_SESSION, version, primary);
+    if (c->route) {
+        apr_cpystrn(m->route, c->route, sizeof(m->route));
+    }
+}
+
 /* ---- copies on nodes ---- */
 
 /* Reads the copy n holds into *seen (MSM_SEEN_FAILED when n failed). */
@@ -777,6 +787,29 @@ static void maybe_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     }
 }
 
+apr_status_t msm_store_claim(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                             msm_session_t *s)
+{
+    msm_copy_meta_t meta;
+    const char *value;
+    apr_size_t vlen;
+    apr_status_t rv;
+
+    if (c->route == NULL || s->node == NULL || s->cas == 0) {
+        return APR_EINVAL;
+    }
+    meta_session(c, &meta, s->meta.version + 1, s->node);
+    value = msm_copy_encode(ctx->pool, &meta, s->value, s->len, &vlen);
+    rv = msm_store_node_store(c, ctx, s->node, MSM_MC_CAS,
+                              key_of(c, ctx, &s->id), value, vlen, c->idle,
+                              s->cas);
+    if (rv == APR_SUCCESS) {
+        s->meta = meta;
+        s->cas = 0;
+    }
+    return rv;
+}
+
 void msm_store_keepalive(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                          const msm_session_t *s)
 {
@@ -828,9 +861,7 @@ static apr_status_t reinstate(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     msm_copy_meta_t meta = newest->meta;
 
     if (res->found == MSM_FOUND_MOVE) {
-        meta.version++;
-        meta.written = apr_time_now();
-        apr_cpystrn(meta.primary, primary->id, sizeof(meta.primary));
+        meta_session(c, &meta, newest->meta.version + 1, primary);
     }
     return put_copy(c, ctx, primary, key, MSM_WRITE_REPLICA, &meta,
                     newest->payload, newest->len, there, 1);
@@ -1061,7 +1092,7 @@ static apr_status_t save_new(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         }
         apr_cpystrn(id.node, n->id, sizeof(id.node));
         apr_cpystrn(id.route, s->id.route, sizeof(id.route));
-        meta_init(&s->meta, MSM_COPY_SESSION, 1, n);
+        meta_session(c, &s->meta, 1, n);
         memset(&none, 0, sizeof(none));
         none.what = MSM_SEEN_NONE;
         rv = put_copy(c, ctx, n, key_of(c, ctx, &id), MSM_WRITE_REPLICA,
@@ -1115,7 +1146,7 @@ static apr_status_t write_primary(const msm_store_conf_t *c,
     msm_copy_meta_t meta;
     apr_status_t rv;
 
-    meta_init(&meta, MSM_COPY_SESSION, s->meta.version + 1, n);
+    meta_session(c, &meta, s->meta.version + 1, n);
     rv = put_copy(c, ctx, n, key_of(c, ctx, &s->id), MSM_WRITE_PRIMARY, &meta,
                   value, len, there, 0);
     if (rv == APR_SUCCESS) {

@@ -43,6 +43,8 @@ typedef struct msm_store_conf {
     apr_uint32_t idle;          /* MsmIdleTimeout, seconds */
     int backup;                 /* backup copies on (needs 2+ nodes) */
     int backup_async;           /* write them after the response */
+    const char *route;          /* sticky: MsmRoute, named in the copies
+                                 * this server writes; else NULL */
     msm_stats_t *stats;         /* may be NULL */
 } msm_store_conf_t;
 
@@ -105,6 +107,13 @@ apr_status_t msm_store_remove(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 apr_status_t msm_store_regenerate(const msm_store_conf_t *c,
                                   msm_store_ctx_t *ctx, msm_session_t *s,
                                   const char *value, apr_size_t len);
+
+/* Sticky mode, a takeover: writes the copy s just loaded again as a new
+ * version naming this server's route (c->route), if the node still holds
+ * that copy (cas), so that the server that served it before sees that it
+ * no longer does. The backup is left as it is. */
+apr_status_t msm_store_claim(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                             msm_session_t *s);
 
 /* Sticky mode, a session served from the local tier: memcached's copies
  * must not expire meanwhile. Touches primary and backup after the

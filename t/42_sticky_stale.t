@@ -12,6 +12,13 @@
 #         the observed result is reported (diag), not asserted.
 #   (iii) a restarted after b took over: its local tier is empty, the old .a
 #         cookie gets memcached's current content.
+#   (iv)  ... and keeps getting it: the copy names its writer's route (b), so a
+#         serves it without keeping it locally; b increments and then logs
+#         out, and the old .a cookie at a sees 7, then no session (found by
+#         t/90_lifecycle.t: a kept b's copy and served it after b's logout).
+#   (v)   b takes over by a read only: it writes the copy again naming route b
+#         (a claim), so that a, restarted, does not keep its own older copy
+#         either when the old .a cookie comes back; b's later writes are seen.
 use strict;
 use warnings;
 
@@ -20,7 +27,7 @@ use MsmTest;
 use MsmSticky;
 use Time::HiRes qw(time sleep);
 
-plan tests => 26, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 40, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my @mc = MsmSticky::memcacheds();
 my %be = (a => MsmSticky::backend('a'), b => MsmSticky::backend('b'));
@@ -34,6 +41,14 @@ sub mc_counter_is {
         my $s = MsmSticky::mc_session(\@mc, $cookie);
         return $s && ($s->{counter} // -1) == $n;
     }, timeout => 5, interval => 0.05);
+}
+
+# the copy on the node the cookie names (MsmTest::parse_copy)
+sub primary_copy {
+    my $cookie = shift;
+    my (undef, $node) = MsmSticky::cookie_parts($cookie);
+    my ($m) = grep { $_->port == MsmSticky::node_port($node // 'm1') } @mc;
+    return $m->copy($cookie);
 }
 
 # a session with counter=5 on a, then taken over by b (counter 6); returns the cookies
@@ -113,6 +128,48 @@ $c = MsmTest::client(base => $be{a}->url);
 $c->cookie(MSMSESSION => $u_a);
 $r = $c->get('/msm/app.cgi?op=read');
 is(($r->session // {})->{counter}, 6, '(iii) restarted a, old .a cookie: counter=6 from memcached')
+    or diag($r->dump);
+
+# ---- (iv) the restarted a does not keep b's copy
+is((primary_copy($u_b) // {})->{route}, 'b', '(iv) memcached\'s copy names its writer\'s route: b');
+my $cb = MsmTest::client(base => $be{b}->url);
+$cb->cookie(MSMSESSION => $u_b);
+$r = $cb->get('/msm/app.cgi?op=incr&k=counter');
+is($r->field('value'), 7, '(iv) b increments to 7 (.b cookie)');
+ok(mc_counter_is($u_b, 7), '(iv) memcached holds counter=7');
+$r = $c->get('/msm/app.cgi?op=read');
+is(($r->session // {})->{counter}, 7, '(iv) a, old .a cookie: 7 (memcached, not the 6 it read before)')
+    or diag($r->dump);
+$r = $cb->get('/msm/app.cgi?op=destroy');
+is($r->status, 200, '(iv) b: logout');
+$r = $c->get('/msm/app.cgi?op=read');
+ok($r->status == 200 && !%{ $r->session // {} }, '(iv) a, old .a cookie after the logout: no session')
+    or diag($r->dump);
+
+# ---- (v) b takes over with a read only; a restarted does not keep its own older copy
+my $ca = MsmTest::client(base => $be{a}->url);
+my @v = map { $ca->get('/msm/app.cgi?op=incr&k=counter')->field('value') // 'undef' } 1 .. 3;
+my $v_a = $ca->cookie('MSMSESSION') // '';
+ok("@v" eq '1 2 3' && mc_counter_is($v_a, 3), "(v) a counts 1..3 ($v_a)");
+$be{a}->stop;
+$cb = MsmTest::client(base => $be{b}->url);
+$cb->cookie(MSMSESSION => $v_a);
+$r = $cb->get('/msm/app.cgi?op=read');
+my $v_b = $cb->cookie('MSMSESSION') // '';
+ok(($r->session // {})->{counter} == 3 && $v_b =~ /\.b$/, "(v) a down: b takes over by a read (3, cookie $v_b)");
+ok(MsmTest::wait_until(sub { ((primary_copy($v_b) // {})->{route} // '') eq 'b' }, timeout => 2),
+   '(v) the read rewrote the copy naming route b');
+$be{a} = MsmSticky::backend('a');
+ok(MsmSticky::wait_ready($be{a}->url), '(v) a restarted');
+$c = MsmTest::client(base => $be{a}->url);
+$c->cookie(MSMSESSION => $v_a);
+$r = $c->get('/msm/app.cgi?op=read');
+is(($r->session // {})->{counter}, 3, '(v) a, old .a cookie: 3');
+$r = $cb->get('/msm/app.cgi?op=incr&k=counter');
+is($r->field('value'), 4, '(v) b increments to 4');
+ok(mc_counter_is($v_b, 4), '(v) memcached holds counter=4');
+$r = $c->get('/msm/app.cgi?op=read');
+is(($r->session // {})->{counter}, 4, '(v) a, old .a cookie: 4, not the 3 it read before')
     or diag($r->dump);
 
 $_->stop for values %be;

@@ -104,9 +104,27 @@ static void test_format(void)
     CHECK_INT_EQ(s.len, 0);
     m = meta_of('S', 1, 1, "abcdefghijklmnop");
     v = msm_copy_encode(root, &m, "", 0, &len);
-    CHECK_INT_EQ(len, MSM_COPY_HEADER_MAX);
+    CHECK_INT_EQ(len, MSM_COPY_HEADER_MAX - MSM_NAME_MAX - 1);
     msm_copy_decode(v, len, &s);
     CHECK_STR_EQ(s.meta.primary, "abcdefghijklmnop");
+    CHECK_STR_EQ(s.meta.route, "");
+
+    /* a sticky server's write names its route; the longest header */
+    apr_cpystrn(m.route, "ABCDEFGHIJKLMNOP", sizeof(m.route));
+    v = msm_copy_encode(root, &m, "k=v", 3, &len);
+    CHECK_STR_EQ(v, "MSM1 S 0000000000000001 0000000000000001 abcdefghijklmnop"
+                    " ABCDEFGHIJKLMNOP\nk=v");
+    CHECK_INT_EQ(len, MSM_COPY_HEADER_MAX + 3);
+    msm_copy_decode(v, len, &s);
+    CHECK_INT_EQ(s.what, MSM_SEEN_COPY);
+    CHECK_STR_EQ(s.meta.primary, "abcdefghijklmnop");
+    CHECK_STR_EQ(s.meta.route, "ABCDEFGHIJKLMNOP");
+    CHECK_MEM_EQ(s.payload, s.len, "k=v", 3);
+    /* a tombstone never names one */
+    m = meta_of('D', 7, 5, "");
+    apr_cpystrn(m.route, "web1", sizeof(m.route));
+    v = msm_copy_encode(root, &m, NULL, 0, &len);
+    CHECK_STR_EQ(v, "MSM1 D 0000000000000007 0000000000000005 -\n");
 }
 
 static void test_corrupt(void)
@@ -127,6 +145,12 @@ static void test_corrupt(void)
         "MSM1 S 000000000000002a 00060a24181e4240 -\nx",        /* no primary */
         "MSM1 D 000000000000002a 00060a24181e4240 n1\n",        /* primary */
         "MSM1 D 000000000000002a 00060a24181e4240 -\nx",        /* payload */
+        "MSM1 D 000000000000002a 00060a24181e4240 - web1\n",    /* route */
+        "MSM1 S 000000000000002a 00060a24181e4240 n1 \nx",      /* empty */
+        "MSM1 S 000000000000002a 00060a24181e4240 n1  web1\nx",
+        "MSM1 S 000000000000002a 00060a24181e4240 n1 web1 x\nx",
+        "MSM1 S 000000000000002a 00060a24181e4240 n1 we.b1\nx",
+        "MSM1 S 000000000000002a 00060a24181e4240 n1 abcdefghijklmnopq\nx",
     };
     apr_size_t i;
 

@@ -2792,6 +2792,57 @@ static void test_keepalive(void)
     fx_done(f);
 }
 
+/* Sticky servers name their route in the copies they write; a takeover
+ * claims the copy it loaded, only if it is still that copy. */
+static void test_writer_route(void)
+{
+    fx_t *f = fx2();
+    msm_store_ctx_t *x;
+    msm_session_t s, l, m;
+    const char *key;
+    int pp, bp;
+
+    f->c.route = "web1";
+    if (!create(f, &s, "v1")) {
+        fx_done(f);
+        return;
+    }
+    key = key_of(f, &s.id);
+    pp = port_of(f, s.node);
+    bp = port_of(f, other_node(f, s.node));
+    CHECK_STR_EQ(peek(pp, key).meta.route, "web1");
+    CHECK_STR_EQ(peek(bp, key).meta.route, "web1");     /* a replica */
+
+    /* another server takes it over: a new version naming it, same value */
+    f->c.route = "web2";
+    x = rq(f);
+    from_cookie(&l, &s.id, NULL);
+    CHECK_STATUS(msm_store_load(&f->c, x, &l), APR_SUCCESS);
+    CHECK_STR_EQ(l.meta.route, "web1");
+    m = l;                                  /* loaded at the same time */
+    CHECK_STATUS(msm_store_claim(&f->c, x, &l), APR_SUCCESS);
+    CHECK_STR_EQ(l.meta.route, "web2");
+    CHECK(l.meta.version == 2);
+    CHECK_COPY(pp, key, S(2, s.node->id, "v1"));
+    CHECK_STR_EQ(peek(pp, key).meta.route, "web2");
+    CHECK_STR_EQ(peek(bp, key).meta.route, "web1");     /* left alone */
+
+    /* a claim of a copy that changed since it was loaded does nothing */
+    f->c.route = "web3";
+    CHECK(msm_store_claim(&f->c, x, &m) != APR_SUCCESS);
+    CHECK_STR_EQ(m.meta.route, "web1");
+    CHECK_STR_EQ(peek(pp, key).meta.route, "web2");
+    CHECK(peek(pp, key).meta.version == 2);
+
+    /* not sticky: no route, and nothing to claim */
+    f->c.route = NULL;
+    x = rq(f);
+    CHECK_STATUS(msm_store_save(&f->c, x, &l, "v3", 2), APR_SUCCESS);
+    CHECK_STR_EQ(peek(pp, key).meta.route, "");
+    CHECK(msm_store_claim(&f->c, x, &l) != APR_SUCCESS);
+    fx_done(f);
+}
+
 /* Exptimes are capped where memcached would read them as a date. */
 static void test_exptime_cap(void)
 {
@@ -3052,6 +3103,7 @@ int main(void)
     test_corrupt_items();
     test_refresh();
     test_keepalive();
+    test_writer_route();
     test_exptime_cap();
     test_destroy_vs_expiry();
 

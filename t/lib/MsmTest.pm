@@ -1229,8 +1229,9 @@ sub wait_nodes_live {
 # "<MsmKeyPrefix><hex>" (src/msm_copy.h): the primary copy on the node the cookie
 # names, a backup copy on the next live node. A copy is a header, then (kind S)
 # mod_session's encoded string:
-#     "MSM1 <S|D> <version: 16 hex> <written: 16 hex, apr_time_t µs> <primary id or ->\n"
-# S = a session, D = destroyed (a tombstone: no payload, primary "-"). Locks are
+#     "MSM1 <S|D> <version: 16 hex> <written: 16 hex, apr_time_t µs> <primary id or ->[ <route>]\n"
+# S = a session, D = destroyed (a tombstone: no payload, primary "-"); a sticky
+# server's writes name its MsmRoute. Locks are
 # "lock:<MsmKeyPrefix><hex>" on the node of the primary copy. Log lines never carry
 # an id: they carry its tag, the first 8 hex digits of the SHA-1 of the 32 hex.
 #   MsmTest::cookie_hex($cookie)     the 32 hex of "<hex>-<node>[.<route>]" (or of a bare hex)
@@ -1239,7 +1240,8 @@ sub wait_nodes_live {
 #   MsmTest::lock_key($cookie [, $prefix])      "lock:t:<hex>"
 #   MsmTest::session_tag($cookie)    the log tag (printf %s HEX | sha1sum | cut -c1-8)
 #   MsmTest::parse_copy($raw) -> { kind => 'S'|'D', version, written (integers),
-#                                  primary (node id; undef for D), payload ('' for D) }
+#                                  primary (node id; undef for D), route (the
+#                                  writer's; undef: none), payload ('' for D) }
 #                                or undef (undef, or not an MSM1 copy)
 #   MsmTest::make_copy(payload => 'a=1' [, kind => 'S', version => 1,
 #                      written => µs (default now), primary => 'n1'])  a value to plant
@@ -1275,13 +1277,13 @@ sub session_tag {
 sub parse_copy {
     my $raw = shift;
     return undef unless defined $raw;
-    my ($kind, $ver, $wr, $pri, $payload)
-        = $raw =~ /\AMSM1 ([SD]) ([0-9a-f]{16}) ([0-9a-f]{16}) ([A-Za-z0-9_]{1,16}|-)\n(.*)\z/s
+    my ($kind, $ver, $wr, $pri, $route, $payload)
+        = $raw =~ /\AMSM1 ([SD]) ([0-9a-f]{16}) ([0-9a-f]{16}) ([A-Za-z0-9_]{1,16}|-)(?: ([A-Za-z0-9_]{1,16}))?\n(.*)\z/s
         or return undef;
-    return undef if ($kind eq 'D') != ($pri eq '-') || ($kind eq 'D' && length $payload);
+    return undef if ($kind eq 'D') != ($pri eq '-') || ($kind eq 'D' && (length $payload || defined $route));
     no warnings 'portable';
     return { kind => $kind, version => hex($ver), written => hex($wr),
-             primary => $pri eq '-' ? undef : $pri, payload => $payload };
+             primary => $pri eq '-' ? undef : $pri, route => $route, payload => $payload };
 }
 
 sub make_copy {
