@@ -415,6 +415,15 @@ if [ -n "$asan_reports" ]; then
     for f in $asan_reports; do echo "---- $f"; head -n 60 "$f"; done
     FAILED=$((FAILED + 1))
 fi
+# the lifecycle checker's reports (anomalies with excerpts of the history):
+# the harness keeps only the TAP lines, and CI keeps only this output
+if [ "$afail" -gt 0 ]; then
+    for f in t/logs/lifecycle/*.report.txt; do
+        [ -f "$f" ] || continue
+        echo "---- $f"
+        head -n 120 "$f"
+    done
+fi
 if [ "$afail" -gt 0 ] && [ -f t/logs/error_log ]; then
     echo "---- last lines of t/logs/error_log"
     grep -v -E '\] \[[a-z_]+:(debug|trace[0-9])\]' t/logs/error_log | tail -n 40

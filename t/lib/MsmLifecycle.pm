@@ -43,8 +43,10 @@ package MsmLifecycle;
 #                 write that every later read sees is not counted). So may a
 #                 write a read R misses when, between W.t0 and R.t0, its
 #                 primary node had a fault AND another node was killed
-#                 (restarted empty): both of its copies may be gone
-#                 (counted again as lost_by_double_fault).
+#                 (restarted empty) or cut off (SIGSTOP): both of its copies
+#                 may be gone, or the one left predates its node's failure
+#                 and is not served (README, "availability after two
+#                 faults"; counted again as lost_by_double_fault).
 #   G1 resurrection   a read on a hex starting after the hex died shows a sid.
 #   G2 stale_read     read tag T of sid S: T never written to S / written by an
 #                     op that started after the read ended / overwritten: an
@@ -233,8 +235,10 @@ sub analyze {
     # A write the history shows missing is lost if it is excusable: it is
     # counted then, and no longer stands against later reads.
     # Two faults before the read R: W's primary node failed, and another
-    # node (its backup, presumably) was killed (restarted empty): every
-    # node that held W may be gone (README, G2).
+    # node (its backup, presumably) was killed (restarted empty) or cut
+    # off after W: every node that held W may be gone, or the copy left
+    # predates its node's failure and is not served (README, G2 and
+    # "availability after two faults").
     my $double_fault = sub {
         my ($wr, $r) = @_;
         return undef unless $r && defined $wr->{node};
@@ -243,7 +247,7 @@ sub analyze {
         return undef unless $mine;
         for my $n (keys %node_faults) {
             next if $n eq $wr->{node};
-            my ($other) = grep { $_->{kind} eq 'mc_kill9' && $in->($_) } @{ $node_faults{$n} };
+            my ($other) = grep { $mc_fault{ $_->{kind} } && $in->($_) } @{ $node_faults{$n} };
             return { %$mine, double => $other } if $other;
         }
         return undef;

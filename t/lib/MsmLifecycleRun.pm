@@ -634,15 +634,17 @@ sub descendants {
     return @all;
 }
 
-# alive and not a zombie
-sub _running {
+# the state letter of /proc/PID/stat ('' when gone)
+sub _state {
     my $pid = shift;
-    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    open my $fh, '<', "/proc/$pid/stat" or return '';
     my $st = <$fh> // '';
     close $fh;
-    my ($state) = $st =~ /\)\s+(\S)/;
-    return defined $state && $state ne 'Z' && $state ne 'X';
+    return $st =~ /\)\s+(\S)/ ? $1 : '';
 }
+
+# alive and not a zombie
+sub _running { return _state(shift) !~ /^[ZX]?$/ }
 
 sub _shuffle {
     my @a = @_;
@@ -693,14 +695,20 @@ sub inject {
         my $down = 0.5 + rand 0.5;
         $f->{target} = $name;
         my $pid = $h->pid or croak "back end $name is not running";
-        my @desc = descendants($pid);
         $f->{t0} = now();
+        # stopped first, the parent forks no child between the list and the
+        # kill: one that escaped would go on serving from the killed
+        # server's tier, reparented to init (seen: resurrections by such a child)
+        kill 'STOP', $pid;
+        MsmTest::wait_until(sub { _state($pid) =~ /^[TtZX]?$/ }, timeout => 2, interval => 0.001);
+        my @desc = descendants($pid);
         kill 'KILL', $pid, @desc;          # parent and children, by pid
         # gone: the parent reaped, the children too (bounded), the port closed
         MsmTest::wait_until(sub { my $r = waitpid($pid, POSIX::WNOHANG()); $r == $pid || $r == -1 },
                             timeout => 5, interval => 0.01);
         MsmTest::wait_until(sub { !grep { _running($_) } @desc }, timeout => 5, interval => 0.01);
-        MsmTest::wait_until(sub { !MsmTest::port_open($h->port, 0.1) }, timeout => 3, interval => 0.01);
+        MsmTest::wait_until(sub { !MsmTest::port_open($h->port, 0.1) }, timeout => 3, interval => 0.01)
+            or croak "back end $name: its port is still open after kill -9 (a process escaped)";
         delete $h->{pid};
         sleep 0.001 while now() < $f->{t0} + $down;
         eval { $h->respawn; 1 } or do { $f->{error} = "respawn: $@"; sleep 1; eval { $h->respawn } };
