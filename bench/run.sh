@@ -6,28 +6,41 @@
 # What it does:
 #   1. apt-get installs what it needs when missing (apache2 apache2-dev memcached
 #      wrk libapache2-mod-php php-memcached sqlite3 libaprutil1-dbd-sqlite3 curl
-#      autoconf automake libtool make gcc libc6-dev). No service is started
-#      during the install (a policy-rc.d answering 101 is put in place when there
-#      is none), and the module links in /etc/apache2/mods-enabled are put back
-#      as they were (libapache2-mod-php would enable php and switch the MPM):
-#      the system apache2's configuration and service are left alone.
+#      autoconf automake libtool make gcc libc6-dev; php-fpm instead of
+#      libapache2-mod-php with MSM_BENCH_MPM=event; strace with
+#      MSM_BENCH_STRACE=1). No service is started during the install (a
+#      policy-rc.d answering 101 is put in place when there is none), and the
+#      links in /etc/apache2/mods-enabled and conf-enabled are put back as they
+#      were (libapache2-mod-php would enable php and switch the MPM): the system
+#      apache2's configuration and service are left alone.
 #   2. builds mod_msm from this repository in a temporary directory
 #      (autoreconf -fi, configure, make); nothing is installed.
 #   3. starts 3 memcached (127.0.0.1:21211-21213) and ONE httpd (/usr/sbin/apache2
-#      -f bench's own config, prefork + mod_php, StartServers 8 .. MaxRequestWorkers
-#      32 like shared/repro/peer-bench/httpd.conf) on 127.0.0.1:18080 (18081 for the
-#      sticky case), children running as www-data (nobody if there is none).
+#      -f bench's own config) on 127.0.0.1:18080 (18081 for the sticky case),
+#      children running as www-data (nobody if there is none). MSM_BENCH_MPM:
+#        prefork (default): exactly 16 children (StartServers, MinSpareServers,
+#          MaxSpareServers, MaxRequestWorkers 16), PHP in them (mod_php);
+#        event: 2 children x 16 threads (ServerLimit 2, ThreadsPerChild 16,
+#          MaxRequestWorkers 32); mod_php is not thread-safe, so every case's
+#          page runs in php-fpm (one php-fpm, pm static 16, through
+#          mod_proxy_fcgi on a unix socket; the php-memcached cases on pools
+#          of their own with their settings). Same pages, same PHP.
+#      No Mutex directive: httpd's and APR's default mutexes.
 #   4. for each case and page shape ("read": the page reads the session;
 #      "write": it changes it), creates 200 sessions, warms up for 1 s and runs
 #         wrk -t2 -c16 -d<seconds>s --latency -s rot.lua
 #      rotating their 200 Cookie headers (each wrk thread from its own offset),
 #      and records req/s, p50 and p99 latency, the non-2xx answers (wrk's
-#      "Non-2xx or 3xx responses"; socket errors are added as "+N sock") and the
+#      "Non-2xx or 3xx responses"; socket errors are added as "+N sock"), the
 #      memcached operations per request: the `stats` deltas of cmd_get + cmd_set +
 #      cmd_touch + delete_hits + delete_misses summed over the three nodes,
-#      divided by wrk's request count. (cas is not added on top: memcached 1.6
+#      divided by wrk's request count (cas is not added on top: memcached 1.6
 #      counts every cas in cmd_set too, and add in cmd_set; gat(s)/touch are
-#      cmd_touch.)
+#      cmd_touch), the machine's idle CPU during the run (/proc/stat deltas of
+#      idle + iowait over all CPUs; wrk runs on the same CPUs), the server
+#      CPU per request (user + system ticks of the run user's processes,
+#      httpd children and php-fpm, and of the memcached nodes, over wrk's
+#      request count) and the 1-minute load average at its start.
 #   5. prints a markdown table, the operations per request by memcached command,
 #      the ratios, the date, the machine and its load average (other work on the
 #      machine makes the numbers noisy: measure on a quiet one).
@@ -40,15 +53,34 @@
 # X-Replace-Session, SessionMaxAge 1800), php-memcached runs the same page with
 # PHP sessions (phpsess.php); both are those of shared/repro/peer-bench.
 #
-# Everything it starts (memcached, httpd: `-k stop` on its pid file) is stopped
-# by pid on exit, also on failure or ^C. The temporary directory is removed
-# after a successful run (MSM_BENCH_KEEP=1 keeps it; it is kept on failure).
-# It is never run by the test suite.
+# Interleaved comparison (instead of the table):
+#   MSM_BENCH_COMPARE="cookie sticky" MSM_BENCH_REPEAT=5 bash bench/run.sh 5
+# runs two cases (ids below; "sticky" = msm-sticky) alternately, A B A B ...,
+# REPEAT times each (page shape MSM_BENCH_SHAPE, default read), each run after
+# its own 1 s warm-up, prints every run, the median req/s of each case and the
+# median (and range) of the per-pair ratios B/A: slow drifts of a shared
+# machine hit both cases alike.
+#
+# MSM_BENCH_STRACE=1: after the measurements, one more bounded run
+# (MSM_BENCH_STRACE_SECONDS, default 3) of each compared case (of cookie and
+# msm-sticky, read, in the table mode) with `strace -C -f -y` attached to every
+# httpd child (not the parent, not php-fpm) from before its first request to
+# after its last; prints the system calls per request, in all and those that
+# lock (futex, flock, semop, semtimedop, and fcntl with a lock command, with
+# the file locked). strace slows the run: its req/s is not a measurement.
+#
+# Everything it starts (memcached, php-fpm, strace, httpd: `-k stop` on its pid
+# file) is stopped by pid on exit, also on failure or ^C. The temporary
+# directory is removed after a successful run (MSM_BENCH_KEEP=1 keeps it; it is
+# kept on failure). It is never run by the test suite.
 #
 # Environment: MSM_BENCH_SESSIONS (default 200), MSM_BENCH_CASES (a space
 # separated subset of the case ids below, for development), MSM_BENCH_KEEP=1,
 # MSM_BENCH_CONNECTIONS (wrk -c, default 16; e.g. 2 for latency at light load:
-# with 16 connections on 2 cores the p99 is the scheduler's, not the module's).
+# with 16 connections on 2 cores the p99 is the scheduler's, not the module's),
+# MSM_BENCH_MPM (prefork|event), MSM_BENCH_COMPARE, MSM_BENCH_REPEAT (default
+# 5), MSM_BENCH_SHAPE (read|write, comparison only), MSM_BENCH_STRACE=1,
+# MSM_BENCH_STRACE_SECONDS.
 set -euo pipefail
 
 SECS=${1:-5}
@@ -58,6 +90,17 @@ NSESS=${MSM_BENCH_SESSIONS:-200}
 CONNS=${MSM_BENCH_CONNECTIONS:-16}
 case "$CONNS" in ''|*[!0-9]*|0) echo "MSM_BENCH_CONNECTIONS must be a number >= 1" >&2; exit 2 ;; esac
 THREADS=$(( CONNS < 2 ? 1 : 2 ))
+MPM=${MSM_BENCH_MPM:-prefork}
+case "$MPM" in prefork|event) ;; *) echo "MSM_BENCH_MPM must be prefork or event" >&2; exit 2 ;; esac
+COMPARE=${MSM_BENCH_COMPARE:-}
+REPEAT=${MSM_BENCH_REPEAT:-5}
+case "$REPEAT" in ''|*[!0-9]*|0) echo "MSM_BENCH_REPEAT must be a number >= 1" >&2; exit 2 ;; esac
+CMP_SHAPE=${MSM_BENCH_SHAPE:-read}
+case "$CMP_SHAPE" in read|write) ;; *) echo "MSM_BENCH_SHAPE must be read or write" >&2; exit 2 ;; esac
+STRACE=${MSM_BENCH_STRACE:-0}
+STRACE_SECS=${MSM_BENCH_STRACE_SECONDS:-3}
+case "$STRACE_SECS" in ''|*[!0-9]*|0) echo "MSM_BENCH_STRACE_SECONDS must be a number >= 1" >&2; exit 2 ;; esac
+FPM_CHILDREN=16         # php-fpm's pm.max_children (event): one per wrk connection
 PORT=18080
 PORT_STICKY=18081
 MC_PORTS=(21211 21212 21213)
@@ -68,6 +111,35 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
 T0=$(date +%s)
 
+# id | label | port | path | cookie name (- = none)
+CASES=(
+    "none|no session|$PORT|/none/|-"
+    "cookie|mod_session_cookie|$PORT|/cookie/|session"
+    "crypto|mod_session_cookie + crypto|$PORT|/crypto/|csession"
+    "dbd|mod_session_dbd (sqlite)|$PORT|/dbd/|dsession"
+    "phpmc|php-memcached, locking on|$PORT|/phpmc/|PHPSESSID"
+    "phpmc-nolock|php-memcached, locking off|$PORT|/phpmc-nolock/|PHPSESSID"
+    "msm|mod_msm non-sticky|$PORT|/msm/|MSMSESSION"
+    "msm-sticky|mod_msm sticky|$PORT_STICKY|/msm-sticky/|MSMSESSION"
+    "msm-lock|mod_msm MsmLocking On|$PORT|/msm-lock/|MSMSESSION"
+)
+case_of() {   # case_of ID: its line of CASES ("sticky" = msm-sticky)
+    local id=$1 c
+    [ "$id" = sticky ] && id=msm-sticky
+    for c in "${CASES[@]}"; do
+        [ "${c%%|*}" = "$id" ] && { echo "$c"; return 0; }
+    done
+    return 1
+}
+CMP=()
+if [ -n "$COMPARE" ]; then
+    for id in $COMPARE; do
+        case_of "$id" >/dev/null || { echo "MSM_BENCH_COMPARE: no case '$id'" >&2; exit 2; }
+        CMP+=("$(case_of "$id")")
+    done
+    [ ${#CMP[@]} -eq 2 ] || { echo "MSM_BENCH_COMPARE takes two case ids, e.g. \"cookie sticky\"" >&2; exit 2; }
+fi
+
 say() { printf '== %s [%ss]\n' "$*" "$(( $(date +%s) - T0 ))" >&2; }
 die() { printf '!! %s\n' "$*" >&2; exit 1; }
 
@@ -77,6 +149,8 @@ die() { printf '!! %s\n' "$*" >&2; exit 1; }
 WORK=""
 HTTPD_CONF=""
 MC_PIDS=()
+FPM_PID=""
+STRACE_PID=""
 POLICY_CREATED=0
 MODS_SAVED=""
 OK=0
@@ -105,17 +179,20 @@ stop_httpd() {
     HTTPD_CONF=""
 }
 
-restore_mods() {   # put /etc/apache2/mods-enabled back as it was before apt-get
+restore_mods() {   # put /etc/apache2/{mods,conf}-enabled back as they were before apt-get
     [ -n "$MODS_SAVED" ] && [ -d "$MODS_SAVED" ] || return 0
-    local d=/etc/apache2/mods-enabled f
-    [ -d "$d" ] || return 0
-    for f in "$d"/* ; do
-        [ -e "$f" ] || [ -L "$f" ] || continue
-        [ -e "$MODS_SAVED/${f##*/}" ] || [ -L "$MODS_SAVED/${f##*/}" ] || rm -f "$f"
-    done
-    for f in "$MODS_SAVED"/*; do
-        [ -e "$f" ] || [ -L "$f" ] || continue
-        [ -e "$d/${f##*/}" ] || [ -L "$d/${f##*/}" ] || cp -a "$f" "$d/"
+    local sub d f
+    for sub in mods-enabled conf-enabled; do
+        d=/etc/apache2/$sub
+        [ -d "$d" ] && [ -d "$MODS_SAVED/$sub" ] || continue
+        for f in "$d"/* ; do
+            [ -e "$f" ] || [ -L "$f" ] || continue
+            [ -e "$MODS_SAVED/$sub/${f##*/}" ] || [ -L "$MODS_SAVED/$sub/${f##*/}" ] || rm -f "$f"
+        done
+        for f in "$MODS_SAVED/$sub"/*; do
+            [ -e "$f" ] || [ -L "$f" ] || continue
+            [ -e "$d/${f##*/}" ] || [ -L "$d/${f##*/}" ] || cp -a "$f" "$d/"
+        done
     done
     rm -rf "$MODS_SAVED"
     MODS_SAVED=""
@@ -125,7 +202,9 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
+    [ -n "$STRACE_PID" ] && stop_pid "$STRACE_PID"
     stop_httpd
+    [ -n "$FPM_PID" ] && stop_pid "$FPM_PID"
     for p in "${MC_PIDS[@]}"; do stop_pid "$p"; done
     if [ "$POLICY_CREATED" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     restore_mods
@@ -142,8 +221,10 @@ trap cleanup EXIT
 trap 'echo "!! interrupted" >&2; exit 130' INT TERM
 
 # ------------------------------------------------------------ 1. packages
-PKGS="apache2 apache2-dev memcached wrk libapache2-mod-php php-memcached sqlite3
+PKGS="apache2 apache2-dev memcached wrk php-memcached sqlite3
       libaprutil1-dbd-sqlite3 curl autoconf automake libtool make gcc libc6-dev"
+if [ "$MPM" = event ]; then PKGS="$PKGS php-fpm"; else PKGS="$PKGS libapache2-mod-php"; fi
+[ "$STRACE" = 1 ] && PKGS="$PKGS strace"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -151,10 +232,13 @@ for p in $PKGS; do
 done
 if [ -n "$missing" ]; then
     say "apt-get install:$missing"
-    if [ -d /etc/apache2/mods-enabled ]; then
-        MODS_SAVED=$(mktemp -d /tmp/msm-bench-mods.XXXXXX)
-        cp -a /etc/apache2/mods-enabled/. "$MODS_SAVED/"
-    fi
+    MODS_SAVED=$(mktemp -d /tmp/msm-bench-mods.XXXXXX)
+    for sub in mods-enabled conf-enabled; do
+        if [ -d "/etc/apache2/$sub" ]; then
+            mkdir -p "$MODS_SAVED/$sub"
+            cp -a "/etc/apache2/$sub/." "$MODS_SAVED/$sub/"
+        fi
+    done
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\n# bench/run.sh: no service starts during its apt-get\nexit 101\n' \
             > /usr/sbin/policy-rc.d
@@ -168,14 +252,26 @@ if [ -n "$missing" ]; then
     if [ "$POLICY_CREATED" = 1 ]; then rm -f /usr/sbin/policy-rc.d; POLICY_CREATED=0; fi
     restore_mods
 fi
-PHP_SO=$(ls "$MODDIR"/libphp*.so 2>/dev/null | sort -V | tail -n 1 || true)
-[ -n "$PHP_SO" ] || die "no libphp*.so in $MODDIR (libapache2-mod-php)"
-for m in mpm_prefork authz_core mime session session_cookie session_crypto session_dbd dbd; do
+PHP_SO=""
+FPM=""
+if [ "$MPM" = event ]; then
+    FPM=$(ls /usr/sbin/php-fpm* 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$FPM" ] || die "no /usr/sbin/php-fpm* (php-fpm)"
+    for m in mpm_event proxy proxy_fcgi; do
+        [ -e "$MODDIR/mod_$m.so" ] || die "missing $MODDIR/mod_$m.so"
+    done
+else
+    PHP_SO=$(ls "$MODDIR"/libphp*.so 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$PHP_SO" ] || die "no libphp*.so in $MODDIR (libapache2-mod-php)"
+    [ -e "$MODDIR/mod_mpm_prefork.so" ] || die "missing $MODDIR/mod_mpm_prefork.so"
+fi
+for m in authz_core mime session session_cookie session_crypto session_dbd dbd; do
     [ -e "$MODDIR/mod_$m.so" ] || die "missing $MODDIR/mod_$m.so"
 done
 for c in wrk memcached curl sqlite3 "$HTTPD" "$APXS"; do
     command -v "$c" >/dev/null 2>&1 || die "missing $c"
 done
+[ "$STRACE" = 1 ] && { command -v strace >/dev/null 2>&1 || die "missing strace"; }
 RUN_USER=www-data
 id -u "$RUN_USER" >/dev/null 2>&1 || RUN_USER=nobody
 RUN_GROUP=$(id -gn "$RUN_USER")
@@ -251,9 +347,72 @@ sed -e "s|@ROOT@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@PORT_STICKY@|$PORT_STICKY
     -e "s|@PHP_SO@|$PHP_SO|g" -e "s|@MSM_SO@|$MSM_SO|g" -e "s|@MC_LIST@|$MC_LIST|g" \
     -e "s|@MSM_NODES@|${MSM_NODES# }|g" -e "s|@PASSPHRASE@|$PASSPHRASE|g" \
     "$BENCH/httpd.conf.in" > "$HTTPD_CONF_FILE"
+# the MPM, its sizing and PHP (Include'd by httpd.conf)
+if [ "$MPM" = event ]; then
+    MPM_NOTE="event, 2 children x 16 threads (ServerLimit 2, StartServers 2, ThreadsPerChild 16, MaxRequestWorkers 32); PHP in php-fpm ($("$FPM" -v 2>/dev/null | awk 'NR == 1 { print $2 }'), pm static $FPM_CHILDREN) through mod_proxy_fcgi on a unix socket"
+    cat > "$WORK/mpm.conf" <<EOF_MPM
+LoadModule mpm_event_module $MODDIR/mod_mpm_event.so
+ServerLimit 2
+StartServers 2
+ThreadLimit 16
+ThreadsPerChild 16
+MaxRequestWorkers 32
+MinSpareThreads 16
+MaxSpareThreads 32
+LoadModule proxy_module $MODDIR/mod_proxy.so
+LoadModule proxy_fcgi_module $MODDIR/mod_proxy_fcgi.so
+<FilesMatch "\.php\$">
+    SetHandler "proxy:unix:$WORK/run/fpm-www.sock|fcgi://localhost"
+</FilesMatch>
+EOF_MPM
+    # one php-fpm: the pages' pool, and the php-memcached cases' pools with
+    # the settings mod_php gets from php_value in httpd.conf.in
+    {
+        printf '[global]\npid = %s\nerror_log = %s\ndaemonize = no\n' \
+            "$WORK/run/php-fpm.pid" "$WORK/logs/php-fpm.log"
+        for pool in www phpmc phpmc-nolock; do
+            printf '\n[%s]\nuser = %s\ngroup = %s\nlisten = %s\n' \
+                "$pool" "$RUN_USER" "$RUN_GROUP" "$WORK/run/fpm-$pool.sock"
+            printf 'listen.owner = %s\nlisten.group = %s\nlisten.mode = 0660\nlisten.backlog = 511\n' \
+                "$RUN_USER" "$RUN_GROUP"
+            if [ "$pool" = www ]; then
+                printf 'pm = static\npm.max_children = %s\n' "$FPM_CHILDREN"
+            else
+                printf 'pm = ondemand\npm.max_children = %s\npm.process_idle_timeout = 10s\n' "$FPM_CHILDREN"
+                printf 'php_value[session.save_handler] = memcached\nphp_value[session.save_path] = "%s"\n' "$MC_LIST"
+                printf 'php_value[memcached.sess_locking] = %s\nphp_value[session.lazy_write] = 1\n' \
+                    "$([ "$pool" = phpmc ] && echo 1 || echo 0)"
+            fi
+        done
+    } > "$WORK/php-fpm.conf"
+    "$FPM" -t -y "$WORK/php-fpm.conf" > "$WORK/logs/php-fpm-test.log" 2>&1 \
+        || { cat "$WORK/logs/php-fpm-test.log" >&2; die "php-fpm -t failed"; }
+    say "starting php-fpm ($FPM, $RUN_USER)"
+    "$FPM" -F -y "$WORK/php-fpm.conf" >> "$WORK/logs/php-fpm.log" 2>&1 &
+    FPM_PID=$!
+    up=0
+    for _ in $(seq 100); do
+        [ -S "$WORK/run/fpm-www.sock" ] && [ -S "$WORK/run/fpm-phpmc.sock" ] \
+            && [ -S "$WORK/run/fpm-phpmc-nolock.sock" ] && { up=1; break; }
+        kill -0 "$FPM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ "$up" = 1 ] || { tail -n 20 "$WORK/logs/php-fpm.log" >&2; die "php-fpm did not come up"; }
+else
+    MPM_NOTE="prefork, 16 children (StartServers, MinSpareServers, MaxSpareServers, MaxRequestWorkers 16); PHP in them (mod_php)"
+    cat > "$WORK/mpm.conf" <<EOF_MPM
+LoadModule mpm_prefork_module $MODDIR/mod_mpm_prefork.so
+StartServers 16
+MinSpareServers 16
+MaxSpareServers 16
+MaxRequestWorkers 16
+LoadModule php_module $PHP_SO
+AddHandler application/x-httpd-php .php
+EOF_MPM
+fi
 "$HTTPD" -t -f "$HTTPD_CONF_FILE" > "$WORK/logs/configtest.log" 2>&1 \
     || { cat "$WORK/logs/configtest.log" >&2; die "httpd -t failed"; }
-say "starting httpd (prefork + mod_php, $RUN_USER) on 127.0.0.1:$PORT and :$PORT_STICKY"
+say "starting httpd ($MPM, $RUN_USER) on 127.0.0.1:$PORT and :$PORT_STICKY"
 HTTPD_CONF=$HTTPD_CONF_FILE
 "$HTTPD" -f "$HTTPD_CONF" -k start || die "httpd did not start (see $WORK/logs/error.log)"
 up=0
@@ -308,86 +467,262 @@ to_ms() {
         else printf "?" }'
 }
 
+# "user nice system idle iowait irq softirq steal" ticks of all CPUs
+cpu_times() { awk '$1 == "cpu" { print $2, $3, $4, $5, $6, $7, $8, $9; exit }' /proc/stat; }
+# idle percent between two cpu_times: (idle + iowait) / all
+idle_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " "); t = 0
+        for (i = 1; i <= n; i++) t += y[i] - x[i]
+        printf "%.1f", (t > 0 ? 100 * (y[4] - x[4] + y[5] - x[5]) / t : 0) }'
+}
+# CPU ticks (utime + stime) used so far by the server side: every process
+# of the run user (httpd children, php-fpm) and the memcached nodes
+server_ticks() {
+    local p t=0 st
+    for p in $(pgrep -u "$RUN_USER" 2>/dev/null) "${MC_PIDS[@]}"; do
+        st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        st=${st##*) }
+        t=$(( t + $(echo "$st" | awk '{ print $12 + $13 }') ))
+    done
+    echo "$t"
+}
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+# median FORMAT NUMBER...: the middle one (mean of the two middle ones)
+median() {
+    local fmt=$1; shift
+    printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk -v fmt="$fmt" '{ v[NR] = $1 }
+        END { if (NR == 0) print "n/a"
+              else printf fmt "\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# range FORMAT NUMBER...: "min-max"
+range() {
+    local fmt=$1; shift
+    printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk -v fmt="$fmt" '{ v[NR] = $1 }
+        END { if (NR == 0) print "n/a"; else printf fmt "-" fmt "\n", v[1], v[NR] }'
+}
+# error_log lines, without prefork's one "server reached MaxRequestWorkers"
+# (16 connections keep all 16 children busy: that is the point)
+errlines() { grep -vc 'reached MaxRequestWorkers' "$WORK/logs/error.log" || true; }
+errline() { grep -v 'reached MaxRequestWorkers' "$WORK/logs/error.log" | sed -n "$1p" | cut -c1-200; }
+
+# prepare ID LABEL PORT PATH COOKIENAME SHAPE: the sessions of a case, in
+# $WORK/cookies/ID-SHAPE.txt, and a check that they are found
+prepare() {
+    local id=$1 label=$2 port=$3 path=$4 cname=$5 shape=$6 body
+    local cookies=$WORK/cookies/$id-$shape.txt
+    if ! mkcookies "$port" "$path" "$cname" "$cookies"; then
+        NOTES+=("$label $shape: could not create $NSESS sessions (skipped)")
+        return 1
+    fi
+    # the sessions work: a read with the first cookie sees count >= 1
+    if [ "$cname" != - ]; then
+        body=$(curl -s -m 10 -H "Cookie: $(head -n 1 "$cookies")" "http://127.0.0.1:$port${path}app.php")
+        case "$body" in
+            count=[1-9]*) ;;
+            *) NOTES+=("$label: a read with a created session answered '$body' (session not found?)") ;;
+        esac
+    fi
+    return 0
+}
+
+# warmup PORT PATH QUERY COOKIES: 1 s of wrk (children, connections, opcache)
+warmup() {
+    timeout 60 wrk -t"$THREADS" -c"$CONNS" -d1s -s "$WORK/rot.lua" \
+        "http://127.0.0.1:$1$2app.php$3" -- "$2app.php$3" "$4" "$THREADS" >/dev/null 2>&1 || true
+}
+
+# measure ID LABEL PORT PATH SHAPE RUN POS: warm-up, one measured run; its
+# line in RESULTS: id label shape req/s p50 p99 non-2xx ops/req ops-by-command
+# idle% load1 run pos (run and pos "-" in the table; 1.. and 1|2 compared)
+measure() {
+    local id=$1 label=$2 port=$3 path=$4 shape=$5 run=$6 pos=$7
+    local cookies=$WORK/cookies/$id-$shape.txt q="" out reqs rps p50 p99 non2xx sock bad
+    local st0 st1 c0 c1 k0 k1 idle load e0 e1 opsreq opsdetail log cpureq
+    [ "$shape" = write ] && q="?w=1"
+    log=$WORK/logs/wrk-$id-$shape.txt
+    [ "$run" = - ] || log=$WORK/logs/wrk-$id-$shape-$run.txt
+    warmup "$port" "$path" "$q" "$cookies"
+    sleep 0.3
+    e0=$(errlines)
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    st0=$(mc_stats)
+    c0=$(cpu_times)
+    k0=$(server_ticks)
+    out=$(timeout $(( SECS + 60 )) wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency \
+              -s "$WORK/rot.lua" "http://127.0.0.1:$port${path}app.php$q" \
+              -- "${path}app.php$q" "$cookies" "$THREADS" 2>&1) || true
+    c1=$(cpu_times)
+    k1=$(server_ticks)
+    sleep 0.5   # backups and deletes run after the response
+    st1=$(mc_stats)
+    idle=$(idle_pct "$c0" "$c1")
+    echo "$out" > "$log"
+    reqs=$(echo "$out" | awk '/requests in/ { print $1; exit }')
+    rps=$(echo "$out" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')
+    p50=$(echo "$out" | awk '$1 == "50%" { print $2; exit }')
+    p99=$(echo "$out" | awk '$1 == "99%" { print $2; exit }')
+    non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ { print $NF }')
+    sock=$(echo "$out" | awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }')
+    if [ -z "$reqs" ] || [ -z "$rps" ]; then
+        NOTES+=("$label $shape: wrk failed: $(echo "$out" | tail -n 3 | tr '\n' ' ')")
+        printf '%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t%s\t%s\t%s\t-\n' "$id" "$label" "$shape" \
+            "$load" "$run" "$pos" >> "$RESULTS"
+        return 0
+    fi
+    bad=${non2xx:-0}
+    [ "${sock:-0}" -gt 0 ] && bad="$bad +${sock} sock"
+    # per request: total (get+set+touch+delete) and by command
+    read -r opsreq opsdetail < <(awk -v a="$st0" -v b="$st1" -v n="$reqs" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= 6; i++) d[i] = (n > 0 ? (y[i] - x[i]) / n : 0)
+        printf "%.2f get=%.2f,set=%.2f,touch=%.2f,delete=%.2f,cas=%.2f\n",
+               d[1] + d[2] + d[3] + d[4] + d[5], d[1], d[2], d[3], d[4] + d[5], d[6] }')
+    cpureq=$(awk -v t="$(( k1 - k0 ))" -v u="$TICK_US" -v n="$reqs" 'BEGIN { printf "%.0f", (n > 0 ? t * u / n : 0) }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$shape" "$rps" \
+        "$(to_ms "$p50")" "$(to_ms "$p99")" "$bad" "$opsreq" "$opsdetail" "$idle" "$load" \
+        "$run" "$pos" "$cpureq" >> "$RESULTS"
+    e1=$(errlines)
+    if [ "$e1" -gt "$e0" ]; then
+        NOTES+=("$label $shape$([ "$run" = - ] || echo " run $run"): $(( e1 - e0 )) error_log line(s), first: $(errline $(( e0 + 1 )))")
+    fi
+}
+
+# strace_case ID LABEL PORT PATH SHAPE: one more run of MSM_BENCH_STRACE_SECONDS
+# with `strace -C -f -y` attached to every httpd child from before its first
+# request to after its last (-C: the -c summary, and every call, so that an
+# fcntl that locks (F_SETLK, F_SETLKW, F_OFD_*, F_GETLK) is told from one that
+# does not, with the file it locks); system calls per request into STRACE_LINES
+STRACE_LINES=()
+strace_case() {
+    local id=$1 label=$2 port=$3 path=$4 shape=$5
+    local cookies=$WORK/cookies/$id-$shape.txt q="" pid kids k n nk args=() out reqs st0 st1 sf line
+    [ "$shape" = write ] && q="?w=1"
+    sf=$WORK/logs/strace-$id-$shape.txt
+    pid=$(cat "$WORK/run/httpd.pid" 2>/dev/null || true)
+    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s ' \n' ' ' || true)
+    for k in $kids; do args+=(-p "$k"); done
+    nk=$(echo $kids | wc -w)
+    if [ "$nk" -eq 0 ]; then NOTES+=("strace $label: no httpd children"); return 0; fi
+    say "$label, $shape: strace -C -f -y on $nk httpd children, wrk -t$THREADS -c$CONNS -d${STRACE_SECS}s"
+    warmup "$port" "$path" "$q" "$cookies"
+    sleep 0.3
+    timeout $(( STRACE_SECS + 60 )) strace -C -f -y -qq -o "$sf" "${args[@]}" \
+        2>> "$WORK/logs/strace.log" &
+    STRACE_PID=$!
+    for _ in $(seq 200); do   # attached: every child has a tracer
+        n=0
+        for k in $kids; do
+            [ "$(awk '/^TracerPid:/ { print $2 }' "/proc/$k/status" 2>/dev/null)" = 0 ] || n=$((n + 1))
+        done
+        [ "$n" -ge "$nk" ] && break
+        sleep 0.05
+    done
+    sleep 0.5
+    st0=$(mc_stats)
+    out=$(timeout $(( STRACE_SECS + 60 )) wrk -t"$THREADS" -c"$CONNS" -d"${STRACE_SECS}s" \
+              -s "$WORK/rot.lua" "http://127.0.0.1:$port${path}app.php$q" \
+              -- "${path}app.php$q" "$cookies" "$THREADS" 2>&1) || true
+    sleep 0.5
+    st1=$(mc_stats)
+    kill -TERM "$STRACE_PID" 2>/dev/null || true   # timeout passes it on: strace detaches, writes -c
+    for _ in $(seq 200); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.05; done
+    stop_pid "$STRACE_PID"
+    wait "$STRACE_PID" 2>/dev/null || true
+    STRACE_PID=""
+    reqs=$(echo "$out" | awk '/requests in/ { print $1; exit }')
+    if [ -z "$reqs" ] || [ "$reqs" -eq 0 ] || ! grep -q 'total$' "$sf" 2>/dev/null; then
+        NOTES+=("strace $label $shape: no result (wrk: $(echo "$out" | tail -n 1); see $sf)")
+        return 0
+    fi
+    line=$(awk -v n="$reqs" -v a="$st0" -v b="$st1" '
+        /^% time/ { summary = 1; next }
+        summary && $NF == "total" { total = $4; next }
+        summary && $1 ~ /^[0-9.]+$/ && NF >= 5 { calls[$NF] = $4; next }
+        summary { next }
+        # the calls themselves ("PID name(args" ; "<... name resumed>" lines are not counted)
+        /^[0-9]+ +futex\(/ { futex++ }
+        /^[0-9]+ +flock\(/ { flock++ }
+        /^[0-9]+ +sem(timed)?op\(/ { sem++ }
+        /^[0-9]+ +fcntl\(/ {
+            if ($0 ~ /F_(OFD_)?(SETLKW?|GETLK)/) {
+                fl++
+                f = $0; sub(/^[0-9]+ +fcntl\([0-9]+</, "", f); sub(/>.*/, "", f)
+                what[f]++
+            } else fo++
+        }
+        END {
+            split(a, x, " "); split(b, y, " "); mc = 0
+            for (i = 1; i <= 5; i++) mc += y[i] - x[i]
+            lk = futex + flock + fl + sem
+            printf "%d requests traced, %.2f system calls per request; lock calls per request %.3f (futex %.3f, flock %.3f, fcntl locks %.3f, semop/semtimedop %.3f; fcntl that do not lock %.3f)",
+                n, total / n, lk / n, futex / n, flock / n, fl / n, sem / n, fo / n
+            sep = "; fcntl locks on: "
+            for (f in what) { printf "%s%s %.3f", sep, f, what[f] / n; sep = ", " }
+            printf "; memcached operations per request %.3f; most frequent per request:", mc / n
+            for (k = 0; k < 8; k++) {
+                best = ""; bc = -1
+                for (c in calls) if (calls[c] > bc) { best = c; bc = calls[c] }
+                if (best == "" || bc <= 0) break
+                printf "%s %s %.2f", (k ? "," : ""), best, bc / n
+                delete calls[best]
+            }
+            printf "\n" }' "$sf")
+    STRACE_LINES+=("$label, $shape ($MPM): $line")
+}
+
 # ------------------------------------------------------------ 4. the cases
-# id | label | port | path | cookie name (- = none)
-CASES=(
-    "none|no session|$PORT|/none/|-"
-    "cookie|mod_session_cookie|$PORT|/cookie/|session"
-    "crypto|mod_session_cookie + crypto|$PORT|/crypto/|csession"
-    "dbd|mod_session_dbd (sqlite)|$PORT|/dbd/|dsession"
-    "phpmc|php-memcached, locking on|$PORT|/phpmc/|PHPSESSID"
-    "phpmc-nolock|php-memcached, locking off|$PORT|/phpmc-nolock/|PHPSESSID"
-    "msm|mod_msm non-sticky|$PORT|/msm/|MSMSESSION"
-    "msm-sticky|mod_msm sticky|$PORT_STICKY|/msm-sticky/|MSMSESSION"
-    "msm-lock|mod_msm MsmLocking On|$PORT|/msm-lock/|MSMSESSION"
-)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 NOTES=()
 cp "$BENCH/rot.lua" "$WORK/rot.lua"
 
-for c in "${CASES[@]}"; do
-    IFS='|' read -r id label port path cname <<< "$c"
-    if [ -n "${MSM_BENCH_CASES:-}" ] && ! [[ " $MSM_BENCH_CASES " == *" $id "* ]]; then continue; fi
-    for shape in read write; do
-        say "$label, $shape: $NSESS sessions, wrk -t$THREADS -c$CONNS -d${SECS}s"
-        cookies=$WORK/cookies/$id-$shape.txt
-        if ! mkcookies "$port" "$path" "$cname" "$cookies"; then
-            NOTES+=("$label $shape: could not create $NSESS sessions (skipped)")
-            printf '%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n' "$id" "$label" "$shape" >> "$RESULTS"
-            continue
-        fi
-        # the sessions work: a read with the first cookie sees count >= 1
-        if [ "$cname" != - ]; then
-            body=$(curl -s -m 10 -H "Cookie: $(head -n 1 "$cookies")" "http://127.0.0.1:$port${path}app.php")
-            case "$body" in
-                count=[1-9]*) ;;
-                *) NOTES+=("$label: a read with a created session answered '$body' (session not found?)") ;;
-            esac
-        fi
-        q=""
-        [ "$shape" = write ] && q="?w=1"
-        # 1 s of warm-up (children, connections, opcache), then the measured run
-        timeout 60 wrk -t"$THREADS" -c"$CONNS" -d1s -s "$WORK/rot.lua" \
-            "http://127.0.0.1:$port${path}app.php$q" -- "${path}app.php$q" "$cookies" "$THREADS" \
-            >/dev/null 2>&1 || true
-        sleep 0.3
-        errlines0=$(wc -l < "$WORK/logs/error.log")
-        st0=$(mc_stats)
-        out=$(timeout $(( SECS + 60 )) wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency \
-                  -s "$WORK/rot.lua" "http://127.0.0.1:$port${path}app.php$q" \
-                  -- "${path}app.php$q" "$cookies" "$THREADS" 2>&1) || true
-        sleep 0.5   # backups and deletes run after the response
-        st1=$(mc_stats)
-        echo "$out" > "$WORK/logs/wrk-$id-$shape.txt"
-        reqs=$(echo "$out" | awk '/requests in/ { print $1; exit }')
-        rps=$(echo "$out" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')
-        p50=$(echo "$out" | awk '$1 == "50%" { print $2; exit }')
-        p99=$(echo "$out" | awk '$1 == "99%" { print $2; exit }')
-        non2xx=$(echo "$out" | awk '/Non-2xx or 3xx responses:/ { print $NF }')
-        sock=$(echo "$out" | awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }')
-        if [ -z "$reqs" ] || [ -z "$rps" ]; then
-            NOTES+=("$label $shape: wrk failed: $(echo "$out" | tail -n 3 | tr '\n' ' ')")
-            printf '%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n' "$id" "$label" "$shape" >> "$RESULTS"
-            continue
-        fi
-        bad=${non2xx:-0}
-        [ "${sock:-0}" -gt 0 ] && bad="$bad +${sock} sock"
-        # per request: total (get+set+touch+delete) and by command
-        read -r opsreq opsdetail < <(awk -v a="$st0" -v b="$st1" -v n="$reqs" 'BEGIN {
-            split(a, x, " "); split(b, y, " ")
-            for (i = 1; i <= 6; i++) d[i] = (n > 0 ? (y[i] - x[i]) / n : 0)
-            printf "%.2f get=%.2f,set=%.2f,touch=%.2f,delete=%.2f,cas=%.2f\n",
-                   d[1] + d[2] + d[3] + d[4] + d[5], d[1], d[2], d[3], d[4] + d[5], d[6] }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$shape" "$rps" \
-            "$(to_ms "$p50")" "$(to_ms "$p99")" "$bad" "$opsreq" "$opsdetail" >> "$RESULTS"
-        errlines1=$(wc -l < "$WORK/logs/error.log")
-        if [ "$errlines1" -gt "$errlines0" ]; then
-            NOTES+=("$label $shape: $(( errlines1 - errlines0 )) error_log line(s), first: $(sed -n "$(( errlines0 + 1 ))p" "$WORK/logs/error.log" | cut -c1-200)")
-        fi
+if [ ${#CMP[@]} -eq 0 ]; then
+    for c in "${CASES[@]}"; do
+        IFS='|' read -r id label port path cname <<< "$c"
+        if [ -n "${MSM_BENCH_CASES:-}" ] && ! [[ " $MSM_BENCH_CASES " == *" $id "* ]]; then continue; fi
+        for shape in read write; do
+            say "$label, $shape: $NSESS sessions, wrk -t$THREADS -c$CONNS -d${SECS}s"
+            if ! prepare "$id" "$label" "$port" "$path" "$cname" "$shape"; then
+                printf '%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\n' "$id" "$label" "$shape" >> "$RESULTS"
+                continue
+            fi
+            measure "$id" "$label" "$port" "$path" "$shape" - -
+        done
     done
-done
+    if [ "$STRACE" = 1 ]; then
+        for id in cookie msm-sticky; do
+            [ -s "$WORK/cookies/$id-read.txt" ] || continue
+            IFS='|' read -r id label port path cname <<< "$(case_of "$id")"
+            strace_case "$id" "$label" "$port" "$path" read
+        done
+    fi
+else
+    for c in "${CMP[@]}"; do
+        IFS='|' read -r id label port path cname <<< "$c"
+        [ -s "$WORK/cookies/$id-$CMP_SHAPE.txt" ] && continue   # the same case twice
+        say "$label, $CMP_SHAPE: $NSESS sessions"
+        prepare "$id" "$label" "$port" "$path" "$cname" "$CMP_SHAPE" \
+            || die "$label: could not create $NSESS sessions"
+    done
+    for r in $(seq "$REPEAT"); do
+        pos=0
+        for c in "${CMP[@]}"; do
+            pos=$((pos + 1))
+            IFS='|' read -r id label port path cname <<< "$c"
+            say "run $r/$REPEAT: $label, $CMP_SHAPE, wrk -t$THREADS -c$CONNS -d${SECS}s"
+            measure "$id" "$label" "$port" "$path" "$CMP_SHAPE" "$r" "$pos"
+            tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "   %s req/s, p50 %s ms, p99 %s ms, non-2xx %s, mc ops/req %s, server CPU %s us/req, CPU idle %s%%, load %s\n", $4, $5, $6, $7, $8, $14, $10, $11 }' >&2
+        done
+    done
+    if [ "$STRACE" = 1 ]; then
+        for c in "${CMP[@]}"; do
+            IFS='|' read -r id label port path cname <<< "$c"
+            strace_case "$id" "$label" "$port" "$path" "$CMP_SHAPE"
+        done
+    fi
+fi
 
 # ------------------------------------------------------------ 5. report
 rps_of() { awk -F'\t' -v id="$1" -v s="$2" '$1 == id && $3 == s { print $4 }' "$RESULTS"; }
@@ -396,34 +731,70 @@ ratio() {
     a=$(rps_of "$1" "$2"); b=$(rps_of "$3" "$4")
     awk -v a="$a" -v b="$b" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'
 }
+# col POS FIELD: a column of the compared runs of case POS (1 or 2), in run order
+col() { awk -F'\t' -v p="$1" -v f="$2" '$13 == p { print $f }' "$RESULTS"; }
 
 stop_httpd   # before the report: the machine is quiet again
+[ -n "$FPM_PID" ] && stop_pid "$FPM_PID"
 
 {
     echo "## mod_msm benchmark"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $(nproc) CPU(s), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
-    echo "- software: $("$HTTPD" -v | awk -F': ' '/version/ { print $2 }') prefork, PHP $(php -r 'echo PHP_VERSION;' 2>/dev/null || dpkg-query -W -f='${Version}' libapache2-mod-php), $(memcached -V), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }'), mod_msm $(cd "$REPO" && git -c safe.directory='*' describe --always --dirty 2>/dev/null || echo '(no git)')"
+    echo "- software: $("$HTTPD" -v | awk -F': ' '/version/ { print $2 }') $MPM, PHP $(php -r 'echo PHP_VERSION;' 2>/dev/null || dpkg-query -W -f='${Version}' php-common) ($([ "$MPM" = event ] && echo php-fpm || echo mod_php)), $(memcached -V), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }'), mod_msm $(cd "$REPO" && git -c safe.directory='*' describe --always --dirty 2>/dev/null || echo '(no git)')"
     echo "- load average (1/5/15 min) at the start of the runs: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- workload: wrk -t$THREADS -c$CONNS -d${SECS}s --latency, $NSESS sessions rotated (Cookie header); 3 memcached nodes; httpd StartServers 8, MaxRequestWorkers 32"
+    echo "- workload: wrk -t$THREADS -c$CONNS -d${SECS}s --latency, $NSESS sessions rotated (Cookie header), 1 s of warm-up before each run; 3 memcached nodes; httpd $MPM_NOTE; no Mutex directive"
+    echo "- server CPU µs/req: user + system time of the httpd children, php-fpm and memcached during the run (/proc/PID/stat) over the requests answered: the cost of a request, which the noise of a shared machine moves far less than req/s"
+    echo "- CPU idle: all CPUs during the run (/proc/stat), wrk included; load: the 1-minute load average at the start of the run"
     echo
-    echo "| case | shape | req/s | p50 ms | p99 ms | non-2xx | mc ops/req |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8 }' "$RESULTS"
-    echo
-    echo "memcached operations per request by command (cas is included in set):"
-    echo
-    awk -F'\t' '$8 != "-" && $8 + 0 > 0 { printf "- %s, %s: %s\n", $2, $3, $9 }' "$RESULTS"
-    echo
-    echo "Ratios (req/s, read shape):"
-    echo
-    echo "- mod_msm sticky / mod_session_cookie: $(ratio msm-sticky read cookie read)"
-    echo "- mod_msm non-sticky / mod_session_cookie: $(ratio msm read cookie read)"
-    echo "- mod_msm non-sticky / php-memcached locking off: $(ratio msm read phpmc-nolock read)"
-    echo "- mod_msm non-sticky / php-memcached locking on: $(ratio msm read phpmc read)"
-    echo "- mod_msm MsmLocking On / php-memcached locking on: $(ratio msm-lock read phpmc read)"
-    echo "- mod_msm sticky / php-memcached locking off: $(ratio msm-sticky read phpmc-nolock read)"
+    if [ ${#CMP[@]} -eq 0 ]; then
+        echo "| case | shape | req/s | p50 ms | p99 ms | non-2xx | mc ops/req | server CPU µs/req | CPU idle % | load |"
+        echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $14, $10, $11 }' "$RESULTS"
+        echo
+        echo "memcached operations per request by command (cas is included in set):"
+        echo
+        awk -F'\t' '$8 != "-" && $8 + 0 > 0 { printf "- %s, %s: %s\n", $2, $3, $9 }' "$RESULTS"
+        echo
+        echo "Ratios (req/s, read shape):"
+        echo
+        echo "- mod_msm sticky / mod_session_cookie: $(ratio msm-sticky read cookie read)"
+        echo "- mod_msm non-sticky / mod_session_cookie: $(ratio msm read cookie read)"
+        echo "- mod_msm non-sticky / php-memcached locking off: $(ratio msm read phpmc-nolock read)"
+        echo "- mod_msm non-sticky / php-memcached locking on: $(ratio msm read phpmc read)"
+        echo "- mod_msm MsmLocking On / php-memcached locking on: $(ratio msm-lock read phpmc read)"
+        echo "- mod_msm sticky / php-memcached locking off: $(ratio msm-sticky read phpmc-nolock read)"
+    else
+        IFS='|' read -r _ label_a _ <<< "${CMP[0]}"
+        IFS='|' read -r _ label_b _ <<< "${CMP[1]}"
+        echo "Interleaved: $label_a and $label_b, $CMP_SHAPE shape, $REPEAT runs each, alternately."
+        echo
+        echo "| run | case | req/s | p50 ms | p99 ms | non-2xx | mc ops/req | server CPU µs/req | CPU idle % | load |"
+        echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $12, $2, $4, $5, $6, $7, $8, $14, $10, $11 }' "$RESULTS"
+        echo
+        # per-pair ratios: run r of B over run r of A
+        mapfile -t RA < <(col 1 4)
+        mapfile -t RB < <(col 2 4)
+        PAIRS=()
+        for i in "${!RA[@]}"; do
+            PAIRS+=("$(awk -v a="${RA[$i]}" -v b="${RB[$i]:-}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3f", b / a; else printf "-" }')")
+        done
+        MA=$(median %.0f "${RA[@]}"); MB=$(median %.0f "${RB[@]}")
+        echo "- median req/s: $label_a $MA (range $(range %.0f "${RA[@]}")), $label_b $MB (range $(range %.0f "${RB[@]}"))"
+        echo "- $label_b / $label_a, run by run: $(printf '%s ' "${PAIRS[@]}" | sed 's/ $//'); median $(median %.2f "${PAIRS[@]}") (range $(range %.2f "${PAIRS[@]}")); ratio of the medians $(awk -v a="$MA" -v b="$MB" 'BEGIN { if (a + 0 > 0) printf "%.2f", b / a; else printf "n/a" }')"
+        echo "- server CPU µs per request (median, range): $label_a $(median %.0f $(col 1 14)) ($(range %.0f $(col 1 14))), $label_b $(median %.0f $(col 2 14)) ($(range %.0f $(col 2 14))); $label_b / $label_a $(awk -v a="$(median %.0f $(col 1 14))" -v b="$(median %.0f $(col 2 14))" 'BEGIN { if (a + 0 > 0) printf "%.2f", b / a; else printf "n/a" }')"
+        echo "- CPU idle % (median, range): $label_a $(median %.1f $(col 1 10)) ($(range %.1f $(col 1 10))), $label_b $(median %.1f $(col 2 10)) ($(range %.1f $(col 2 10)))"
+        echo "- memcached operations per request (median): $label_a $(median %.2f $(col 1 8)), $label_b $(median %.2f $(col 2 8))"
+        echo "- load average (1 min) at the runs' starts: $(range %.2f $(col 1 11) $(col 2 11))"
+    fi
+    if [ ${#STRACE_LINES[@]} -gt 0 ]; then
+        echo
+        echo "System calls of the httpd children (strace -C -f -y, one run of ${STRACE_SECS}s each, not timed):"
+        echo
+        for n in "${STRACE_LINES[@]}"; do echo "- $n"; done
+    fi
     if [ ${#NOTES[@]} -gt 0 ]; then
         echo
         echo "Notes:"

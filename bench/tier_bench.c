@@ -4,8 +4,9 @@
  *   make tier_bench && ./tier_bench                 the standard runs
  *   ./tier_bench -p 16 -t 1 -s 5 [-w 10] [-m] [-k 10000] [-l 600]
  *       -p processes, -t threads each, -s seconds, -w percent of puts,
- *       -m every get under one apr_global_mutex (today's sticky tier takes
- *          one around each shmcb access), -k sessions, -l payload bytes
+ *       -m every get under one apr_global_mutex (the tier before this
+ *          table, mod_socache_shmcb, took one around each access),
+ *       -k sessions, -l payload bytes
  *
  * The table has the default sizes (MSM_TIER_DEFAULT_BYTES, _SLOT_BYTES).
  * The get loop makes no system call: `strace -c -f ./tier_bench -p 16 -s 2`
