@@ -12,10 +12,11 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
         $(apr-1-config --cppflags --includes) $(apu-1-config --includes) -I../src"
 LIBS="$(apu-1-config --link-ld) $(apr-1-config --link-ld)"
 status=0
-for target in reply cookie; do
+for target in reply cookie copy; do
     case $target in
         reply)  srcs="fuzz_reply.c ../src/msm_mc.c" ;;
         cookie) srcs="fuzz_cookie.c ../src/msm_id.c" ;;
+        copy)   srcs="fuzz_copy.c ../src/msm_copy.c ../src/msm_id.c" ;;
     esac
     # shellcheck disable=SC2086
     clang $CFLAGS -o "$out/fuzz_$target" $srcs $LIBS

@@ -63,8 +63,8 @@ static int parse_hex64(const char *s, apr_uint64_t *out)
     return 1;
 }
 
-/* A name (1 to MSM_NAME_MAX characters up to a space or end) at *p into
- * out; *p moves past it. */
+/* A name (1 to MSM_NAME_MAX characters up to a space or end, no NUL) at
+ * *p into out; *p moves past it. */
 static int parse_name(const char **p, const char *end, char *out)
 {
     const char *sp = memchr(*p, ' ', (apr_size_t)(end - *p));
@@ -76,7 +76,7 @@ static int parse_name(const char **p, const char *end, char *out)
     memcpy(out, *p, n);
     out[n] = '\0';
     *p += n;
-    return 1;
+    return strlen(out) == n;    /* no NUL inside */
 }
 
 /* "<kind> <version> <written> <primary>[ <route>]\n" after the magic; the

@@ -162,6 +162,19 @@ static void test_corrupt(void)
                   bad[i]);
         CHECK(s.payload == NULL && s.len == 0 && s.meta.kind == 0);
     }
+    /* a NUL inside a name (found by fuzz/fuzz_copy.c) */
+    {
+        static const char nul_primary[] =
+            "MSM1 S 0000000000000001 0000000000000001 5\0\0\nk=v";
+        static const char nul_route[] =
+            "MSM1 S 0000000000000001 0000000000000001 n1 a\0b\nk=v";
+        msm_seen_t s;
+
+        msm_copy_decode(nul_primary, sizeof(nul_primary) - 1, &s);
+        CHECK_INT_EQ(s.what, MSM_SEEN_CORRUPT);
+        msm_copy_decode(nul_route, sizeof(nul_route) - 1, &s);
+        CHECK_INT_EQ(s.what, MSM_SEEN_CORRUPT);
+    }
 }
 
 /* ---- ordering ---- */
