@@ -9,10 +9,11 @@ our @ISA = qw(Apache::TestRun);
 
 sub pre_configure {
     my $self = shift;
-    # t/TEST.PL hands Apache::Test a base config holding exactly one MPM (prefork).
-    # Should a system config be inherited anyway (t/TEST run with -httpd_conf of
-    # its own), never inherit another MPM next to it.
-    Apache::TestConfig::autoconfig_skip_module_add(qr/^mod_mpm_(?!prefork)/);
+    # t/TEST.PL hands Apache::Test a base config holding exactly one MPM
+    # (prefork, or MSM_TEST_MPM). Should a system config be inherited anyway
+    # (t/TEST run with -httpd_conf of its own), never inherit another MPM next to it.
+    my $mpm = $ENV{MSM_TEST_MPM} || 'prefork';
+    Apache::TestConfig::autoconfig_skip_module_add(qr/^mod_mpm_(?!\Q$mpm\E\.)/);
     # mod_cgid would make a CGI's parent the cgid daemon, not the serving child
     Apache::TestConfig::autoconfig_skip_module_add('mod_cgid.c');
     $self->SUPER::pre_configure();
