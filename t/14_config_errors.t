@@ -90,7 +90,8 @@ plan tests => 2 * @bad + 2 * @good,
     need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 # LoadModule lines of the Apache::Test config, only those a minimal config needs
-my %want = map { $_ => 1 } qw(mpm_prefork_module authz_core_module session_module msm_module);
+my $mpm = ($ENV{MSM_TEST_MPM} || 'prefork') . '_module';   # scripts/test.sh --mpm
+my %want = map { $_ => 1 } ("mpm_$mpm", qw(authz_core_module session_module msm_module));
 my @load = grep { /^LoadModule\s+(\S+)/ && $want{$1} } MsmTest::Httpd::module_lines();
 my %have = map { /^LoadModule\s+(\S+)/ ? ($1 => 1) : () } @load;
 die "missing LoadModule lines: " . join(' ', grep { !$have{$_} } sort keys %want) . "\n"
