@@ -15,10 +15,10 @@ use Time::HiRes qw(time sleep);
 
 plan tests => 8, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
-my $mc = MsmTest::memcached(port => 21304);
-my $h = MsmTest::httpd(port => 21371, name => 'pooled', mpm => 'event', servers => 1, threads => 16,
+my $mc = MsmTest::memcached(port => 21335);
+my $h = MsmTest::httpd(port => 21334, name => 'pooled', mpm => 'event', servers => 1, threads => 16,
                        conf => <<'EOF');
-MsmNodes n1:127.0.0.1:21304
+MsmNodes n1:127.0.0.1:21335
 MsmKeyPrefix t:
 MsmOperationTimeout 500
 MsmNodeRetry 1
@@ -57,7 +57,7 @@ cmp_ok($curr, '>=', 4, 'several pooled connections to n1');
 
 my $mark = MsmTest::log_mark($h->error_log);
 $mc->restart;                        # kill, same port, empty
-ok(MsmTest::port_open(21304, 1), 'n1 restarted (empty)');
+ok(MsmTest::port_open(21335, 1), 'n1 restarted (empty)');
 $c->get('/msm/app.cgi?op=set&k=v&v=again');    # one request: a new session
 my $ck2 = $c->cookie('MSMSESSION') // '';
 like($ck2, qr/^[0-9a-f]{32}-n1$/, 'the first request after the restart writes a new session on n1');
