@@ -377,7 +377,9 @@ log "Apache::Test: ${#TESTS[@]} test file(s)"
 FILE_TIMEOUT=${MSM_TEST_TIMEOUT:-300}
 if [ -z "${MSM_TEST_TIMEOUT:-}" ] && [ -n "${MSM_LIFECYCLE_SECONDS:-}" ]; then
     lc_modes=$(printf '%s' "${MSM_LIFECYCLE_MODES:-nonsticky,locking,sticky}" | tr ',' '\n' | grep -c .)
-    lc_need=$(( lc_modes * (${MSM_LIFECYCLE_SECONDS%.*} + 60) + 120 ))
+    # per mode: the run, its start and stop (about 1/10 more), the check of
+    # its history (about 1/8 of the run)
+    lc_need=$(( lc_modes * (${MSM_LIFECYCLE_SECONDS%.*} * 3 / 2 + 60) + 120 ))
     [ "$lc_need" -gt "$FILE_TIMEOUT" ] && FILE_TIMEOUT=$lc_need
 fi
 HARNESS_ARGS=(--counts "$LOGS/at-counts" --timeout "$FILE_TIMEOUT")
