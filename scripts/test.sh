@@ -384,7 +384,7 @@ if [ -z "${MSM_TEST_TIMEOUT:-}" ] && [ -n "${MSM_LIFECYCLE_SECONDS:-}" ]; then
 fi
 HARNESS_ARGS=(--counts "$LOGS/at-counts" --timeout "$FILE_TIMEOUT")
 [ "$VERBOSE" = 1 ] && HARNESS_ARGS+=(--verbose)
-as_user timeout $(( FILE_TIMEOUT > 1200 ? FILE_TIMEOUT + 600 : 1800 )) perl scripts/harness.pl "${HARNESS_ARGS[@]}" "${TESTS[@]}" 2>&1 \
+as_user timeout $(( FILE_TIMEOUT > 1200 ? FILE_TIMEOUT + 1800 : 1800 )) perl scripts/harness.pl "${HARNESS_ARGS[@]}" "${TESTS[@]}" 2>&1 \
     | tee "$LOGS/at-tests.log"
 hrc=${PIPESTATUS[0]}
 stop_httpd
