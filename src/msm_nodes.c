@@ -426,7 +426,10 @@ static int once_per(volatile apr_uint64_t *last_at,
 int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
                         apr_time_t now)
 {
-    return once_per(&nodes->node[0].shared->learn_at, interval, now);
+    int first = apr_atomic_read64(&nodes->node[0].shared->learn_at) == 0;
+
+    return once_per(&nodes->node[0].shared->learn_at, interval, now)
+           ? 1 + first : 0;
 }
 
 int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now)

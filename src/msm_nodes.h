@@ -142,7 +142,8 @@ msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
 void msm_node_learn_failure(msm_node_t *n, apr_time_t t);
 
 /* 1 if the caller should read the failures other servers published now
- * (at most once per interval across all children). */
+ * (at most once per interval across all children); 2 the first time since
+ * the server started (it knows no failure yet). */
 int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
                         apr_time_t now);
 

@@ -726,13 +726,23 @@ static void exchange_failures(const msm_store_conf_t *c,
 }
 
 /* Once per interval per server, before a load reads memcached: with one
- * live node, a different one each interval (one gets a second). */
+ * live node, a different one each interval (one gets a second). A server
+ * that just started (after a kill -9 it forgot what it knew) asks every
+ * live node at once: the one it would ask first may be the node whose
+ * failure it needs to learn, which that node's list does not hold (found
+ * by the checker: a restarted back end served a copy a login had
+ * replaced while that node hung). */
 static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
 {
     apr_time_t now = apr_time_now();
-    int count = c->nodes->count, i;
+    int count = c->nodes->count, i, due;
 
-    if (count < 2 || !msm_nodes_learn_due(c->nodes, LEARN_INTERVAL, now)) {
+    if (count < 2 || !(due = msm_nodes_learn_due(c->nodes, LEARN_INTERVAL,
+                                                 now))) {
+        return;
+    }
+    if (due == 2) {
+        exchange_failures(c, ctx);
         return;
     }
     for (i = 0; i < count; i++) {

@@ -228,6 +228,23 @@ static void test_failover(apr_pool_t *p)
           && !nodes->node[2].failover);
 }
 
+/* Failure lists: once per interval, and the first time marked as such (a
+ * server that just started asks every node). */
+static void test_learn_due(apr_pool_t *p)
+{
+    msm_nodes_t *nodes = make_nodes(p, "a:h:1 b:h:2", NULL);
+    apr_time_t t = apr_time_from_sec(1000);
+
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1), t), 2);
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1), t), 0);
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1),
+                                     t + apr_time_from_msec(999)), 0);
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1),
+                                     t + apr_time_from_sec(1)), 1);
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1),
+                                     t + apr_time_from_sec(1)), 0);
+}
+
 static void test_health_table(apr_pool_t *p)
 {
     msm_nodes_t *nodes, *again, *other, *many;
@@ -727,6 +744,7 @@ int main(void)
     test_parse(p);
     test_resolve_clone(p);
     test_failover(p);
+    test_learn_due(p);
     test_health_table(p);
     test_report(p);
     test_usable(p);
