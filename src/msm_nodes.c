@@ -426,10 +426,18 @@ static int once_per(volatile apr_uint64_t *last_at,
 int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
                         apr_time_t now)
 {
-    int first = apr_atomic_read64(&nodes->node[0].shared->learn_at) == 0;
+    msm_node_shared_t *sh = nodes->node[0].shared;
 
-    return once_per(&nodes->node[0].shared->learn_at, interval, now)
-           ? 1 + first : 0;
+    if (!apr_atomic_read32(&sh->learned)) {
+        return 2;
+    }
+    return once_per(&sh->learn_at, interval, now);
+}
+
+void msm_nodes_learned(msm_nodes_t *nodes, apr_time_t now)
+{
+    apr_atomic_set64(&nodes->node[0].shared->learn_at, (apr_uint64_t)now);
+    apr_atomic_set32(&nodes->node[0].shared->learned, 1);
 }
 
 int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now)

@@ -27,6 +27,7 @@ typedef struct msm_node_shared {
     volatile apr_uint64_t last_failure; /* apr_time_t of the last failed op */
     volatile apr_uint64_t all_dead_logged;  /* see msm_nodes_all_dead_log_due */
     volatile apr_uint64_t learn_at;     /* see msm_nodes_learn_due */
+    volatile apr_uint32_t learned;      /* see msm_nodes_learned */
     volatile apr_uint64_t ops;
     volatile apr_uint64_t errors;
     volatile apr_uint64_t timeouts;
@@ -141,11 +142,16 @@ msm_node_t *msm_nodes_next_backup_candidate(msm_nodes_t *nodes,
  * saw, see msm_store.c "failures seen elsewhere"). */
 void msm_node_learn_failure(msm_node_t *n, apr_time_t t);
 
-/* 1 if the caller should read the failures other servers published now
- * (at most once per interval across all children); 2 the first time since
- * the server started (it knows no failure yet). */
+/* 2 while the server has not read the failures other servers published
+ * (it started and knows no failure yet): every caller, until one of them
+ * called msm_nodes_learned, since a request must not read a copy before
+ * then. Afterwards 1 if the caller should read them now (at most once per
+ * interval across all children), else 0. */
 int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
                         apr_time_t now);
+
+/* The server has read the failures of every live node (at now). */
+void msm_nodes_learned(msm_nodes_t *nodes, apr_time_t now);
 
 /* 1 if the caller should log "all nodes are dead" now (at most once per
  * retry interval across all children). */

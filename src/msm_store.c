@@ -576,8 +576,9 @@ static void run_one(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
  * <apr_time_t>", the latest failure per address) when it sees one, and
  * once per second, before a load reads memcached, reads the list of one
  * live node (another each second) and adds what that list lacks (a node
- * that restarted empty lost it; a server restarted with kill -9 forgot
- * what it knew). */
+ * that restarted empty lost it). A server that just started (after a
+ * kill -9 it forgot what it knew) reads every live node's list before its
+ * first load reads a copy. */
 #define FAILURES_KEY "msm-failures"
 #define FAILURES_MAX 64                 /* addresses kept in the list */
 #define LEARN_INTERVAL apr_time_from_sec(1)
@@ -729,9 +730,10 @@ static void exchange_failures(const msm_store_conf_t *c,
  * live node, a different one each interval (one gets a second). A server
  * that just started (after a kill -9 it forgot what it knew) asks every
  * live node at once: the one it would ask first may be the node whose
- * failure it needs to learn, which that node's list does not hold (found
- * by the checker: a restarted back end served a copy a login had
- * replaced while that node hung). */
+ * failure it needs to learn, which that node's list does not hold. And
+ * each of its requests does so until one of them has finished: a request
+ * that went on while another one learned served a copy a move had
+ * replaced while its node hung (both found by the checker, t/27 block 9). */
 static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
 {
     apr_time_t now = apr_time_now();
@@ -743,6 +745,7 @@ static void learn_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx)
     }
     if (due == 2) {
         exchange_failures(c, ctx);
+        msm_nodes_learned(c->nodes, apr_time_now());
         return;
     }
     for (i = 0; i < count; i++) {

@@ -19,6 +19,10 @@
 #   8  lock release was gets + unconditional delete: a delete held back by a
 #      relay (the window widened from microseconds to a second) removed the lock
 #      another request had taken meanwhile, and a third request ran beside it
+#   9  (found by the 10-minute sticky checker run, not in the issue) a server
+#      that had just started read its first failure list in one request while
+#      its other requests already served copies: a copy that a move had
+#      replaced while its node hung was served to the pre-move cookie
 #
 # Ports 21600-21649 only (extra httpds, own memcached, two relays); the
 # Apache::Test server's n1-n3 are never used. Every loop is bounded; processes
@@ -34,7 +38,7 @@ use IO::Socket::INET ();
 use IO::Select ();
 use Time::HiRes qw(time sleep);
 
-plan tests => 51, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 56, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my $T0 = time;
 
@@ -693,6 +697,65 @@ EOF
     $_->stop for $ha, $hb, $hr;
     $relay->stop;
     $mc->stop;
+}
+
+# =================================================================== 9
+# Found by the 10-minute sticky checker run. A server that has just started
+# (after a kill -9) knows no node failure until it has read the failure lists
+# the other servers publish. It read them in one request while its other
+# requests, arriving at the same moment, already served copies: n3 hung, a
+# read through H1 moved the session to n1, the user logged out; n3 came back
+# with its pre-move copy; a new server H2 started while n1 (asked first) hung,
+# and seven of its eight first requests, sent with the pre-move cookie,
+# served n3's copy. Every one of them must read nothing.
+{
+    my @n = ([n1 => 21645], [n2 => 21646], [n3 => 21647]);
+    my %mc = map { $_->[0] => MsmTest::memcached(port => $_->[1]) } @n;
+    my $h1 = app_httpd(port => 21648, name => 'learn1', nodes => \@n);
+    my $url = $h1->url;
+    ok(MsmTest::wait_nodes_live([map { $_->[0] } @n], base => $url),
+       '9: httpd H1 with n1-n3 (21645-21647) up, nodes live');
+    my ($c, $sid, $r);
+    for my $try (1 .. 60) {              # a session on n3: asked last by a new server
+        ($c, $sid, $r) = create($url, 'op=set&k=data&v=before-move');
+        last if (node_of($sid) // '') eq 'n3';
+    }
+    $mc{n3}->sigstop;
+    $mc{n3}->wait_stopped or diag('n3: not all memcached threads stopped yet');
+    $r = $c->get('/msm/app.cgi?op=read');
+    my $moved = $c->cookie('MSMSESSION') // '';
+    my $lo = $c->get('/msm/app.cgi?op=destroy');
+    $mc{n3}->sigcont;
+    ok((node_of($sid) // '') eq 'n3' && $r->status == 200 && (data_of($r) // '') eq 'before-move'
+       && (node_of($moved) // 'n3') ne 'n3' && $lo->status == 200
+       && MsmTest::wait_nodes_live(['n3'], base => $url, timeout => 10)
+       && holds($mc{n3}, hex_of($sid)),
+       '9: session on n3 (tag ' . tag_of($sid) . '); n3 hung, a read moved it to '
+       . (node_of($moved) // '?') . ', logout; n3 back with its old copy')
+        or diag($r->dump . "\n" . log_about($h1, $sid));
+    $mc{n1}->sigstop;
+    $mc{n1}->wait_stopped or diag('n1: not all memcached threads stopped yet');
+    my $h2 = app_httpd(port => 21649, name => 'learn2', nodes => \@n, servers => 8,
+                       op_timeout => 1000);
+    my $go = time + 1;                   # every reader sends at once
+    my @res = MsmTest::parallel(8, sub {
+        my $rc = MsmTest::client(base => $h2->url, timeout => 15);
+        $rc->cookie(MSMSESSION => $sid);
+        sleep $go - time if $go > time;
+        my $rr = $rc->get('/msm/app.cgi?op=read');
+        return { status => $rr->status, data => data_of($rr) };
+    }, timeout => 30);
+    $mc{n1}->sigcont;
+    my @ok = grep { ($_->{status} // 0) == 200 } @res;
+    my @seen = grep { defined $_->{data} } @ok;
+    is(scalar @ok, 8, '9: n1 hung; a new server H2 (21649) answered its first 8 requests, sent at once');
+    is(scalar @seen, 0, "9: none of them served n3's pre-move copy to the pre-move cookie")
+        or diag(scalar(@seen) . ' read ' . ($seen[0]{data} // '') . "; H2's error_log:\n"
+                . msm_lines(MsmTest::log_since([$h2->error_log, 0])));
+    $r = with_cookie($url, $sid);
+    ok($r->status == 200 && !defined data_of($r), '9: H1 too reads nothing with the pre-move cookie');
+    $_->stop for $h1, $h2;
+    $_->stop for values %mc;
 }
 
 unlink $RELAY;

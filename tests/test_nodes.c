@@ -228,14 +228,19 @@ static void test_failover(apr_pool_t *p)
           && !nodes->node[2].failover);
 }
 
-/* Failure lists: once per interval, and the first time marked as such (a
- * server that just started asks every node). */
+/* Failure lists: every caller until the server has learned them once (a
+ * server that just started asks every node before it reads), then once
+ * per interval. */
 static void test_learn_due(apr_pool_t *p)
 {
     msm_nodes_t *nodes = make_nodes(p, "a:h:1 b:h:2", NULL);
     apr_time_t t = apr_time_from_sec(1000);
 
     CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1), t), 2);
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1), t), 2);
+    CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1),
+                                     t + apr_time_from_sec(5)), 2);
+    msm_nodes_learned(nodes, t);
     CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1), t), 0);
     CHECK_INT_EQ(msm_nodes_learn_due(nodes, apr_time_from_sec(1),
                                      t + apr_time_from_msec(999)), 0);
