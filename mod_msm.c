@@ -43,9 +43,9 @@ static void log_no_gat(void *baton)
 
     if (first_to_tell(&n->shared->no_gats)) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00130)
-                     "memcached node %s (%s:%d) does not know gats "
+                     "memcached node %s (%s) does not know gats "
                      "(twemproxy, yrmcds?): using gets + touch", n->id,
-                     n->host, n->port);
+                     n->address);
     }
 }
 
@@ -55,10 +55,10 @@ static void log_no_meta(void *baton)
 
     if (first_to_tell(&n->shared->no_meta)) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, NULL, MSMLOGNO(00131)
-                     "memcached node %s (%s:%d) has no meta commands "
+                     "memcached node %s (%s) has no meta commands "
                      "(twemproxy, yrmcds?): locks are released with gets + "
-                     "delete, without compare-and-delete", n->id, n->host,
-                     n->port);
+                     "delete, without compare-and-delete", n->id,
+                     n->address);
     }
 }
 

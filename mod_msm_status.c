@@ -130,8 +130,9 @@ static void json_node(request_rec *r, void *baton, int list,
     apr_size_t i;
 
     ap_rprintf(r, "%s\n    {\"list\": %d, \"id\": \"%s\", \"address\": "
-               "\"%s:%u\", \"live\": %s, \"since\": %" APR_UINT64_T_FMT,
-               *first ? "" : ",", list, n->id, n->host, n->port,
+               "\"%s\", \"transport\": \"%s\", \"live\": %s, \"since\": %"
+               APR_UINT64_T_FMT, *first ? "" : ",", list, n->id, n->address,
+               n->transport,
                msm_node_is_live(n) ? "true" : "false", node_since(n));
     for (i = 0; i < NNODECOUNTERS; i++) {
         ap_rprintf(r, ", \"%s\": %" APR_UINT64_T_FMT, node_counters[i].name,
@@ -214,8 +215,9 @@ static void write_json(request_rec *r)
 
 static const char *prom_labels(request_rec *r, int list, const msm_node_t *n)
 {
-    return apr_psprintf(r->pool, "list=\"%d\",node=\"%s\",address=\"%s:%u\"",
-                        list, n->id, n->host, n->port);
+    return apr_psprintf(r->pool, "list=\"%d\",node=\"%s\",address=\"%s\","
+                        "transport=\"%s\"", list, n->id, n->address,
+                        n->transport);
 }
 
 static void prom_header(request_rec *r, const char *name, const char *type,
@@ -367,11 +369,11 @@ static void status_node(request_rec *r, void *baton, int list,
                    node_counter(n, 0), node_counter(n, 1));
         return;
     }
-    ap_rprintf(r, "<tr><td>%d</td><td>%s</td><td>%s:%u</td><td>%s</td>"
+    ap_rprintf(r, "<tr><td>%d</td><td>%s</td><td>%s</td><td>%s</td>"
                "<td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
                "</td><td>%" APR_UINT64_T_FMT "</td></tr>\n", list,
                ap_escape_html(r->pool, n->id),
-               ap_escape_html(r->pool, n->host), n->port,
+               ap_escape_html(r->pool, n->address),
                msm_node_is_live(n) ? "live" : "<b>dead</b>",
                node_counter(n, 0), node_counter(n, 1), node_counter(n, 2));
 }

@@ -346,9 +346,11 @@ static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
     c->pool = cp;
     c->timeo[0] = c->timeo[1] = -1;
     rv = apr_socket_create(&c->sock, s->addr->family, SOCK_STREAM,
-                           APR_PROTO_TCP, cp);
+                           s->addr->family == APR_UNIX ? 0 : APR_PROTO_TCP, cp);
     if (rv == APR_SUCCESS) {
-        apr_socket_opt_set(c->sock, APR_TCP_NODELAY, 1);
+        if (s->addr->family != APR_UNIX) {
+            apr_socket_opt_set(c->sock, APR_TCP_NODELAY, 1);
+        }
         apr_socket_timeout_set(c->sock, remaining);
         rv = apr_socket_connect(c->sock, s->addr);
     }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <apr_atomic.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 
 /* 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000 ms */
@@ -10,23 +11,45 @@ const apr_interval_time_t msm_latency_bounds[MSM_LATENCY_BUCKETS] = {
     100, 500, 1000, 5000, 10000, 50000, 100000, 500000, 1000000
 };
 
-/* "id:host:port", "id:[v6]:port" */
-static const char *parse_node(apr_pool_t *p, const char *word, msm_node_t *n)
+/* "unix:/path" (after "id:"): a memcached on this machine (memcached -s). */
+#define UNIX_PREFIX "unix:"
+#define UNIX_PATH_MAX 107           /* sockaddr_un.sun_path, NUL included */
+
+static const char *parse_unix(apr_pool_t *p, const char *word,
+                              const char *path, msm_node_t *n)
 {
-    const char *colon = strchr(word, ':');
-    const char *host, *portstr;
+    const char *c;
+
+    if (*path != '/') {
+        return apr_psprintf(p, "'%s': a Unix socket needs an absolute path",
+                            word);
+    }
+    if (strlen(path) > UNIX_PATH_MAX) {
+        return apr_psprintf(p, "'%s': a Unix socket path has at most %d "
+                            "characters", word, UNIX_PATH_MAX);
+    }
+    for (c = path; *c; c++) {
+        /* It is a word of the failure lists and a JSON/Prometheus string. */
+        if (apr_isspace(*c) || apr_iscntrl(*c) || *c == '"' || *c == '\\') {
+            return apr_psprintf(p, "'%s': the socket path has a space, a "
+                                "control character, '\"' or '\\'", word);
+        }
+    }
+    n->host = apr_pstrdup(p, path);
+    n->port = 0;
+    n->transport = "unix";
+    n->address = apr_pstrcat(p, UNIX_PREFIX, path, NULL);
+    return NULL;
+}
+
+/* "host:port", "[v6]:port" (after "id:") */
+static const char *parse_tcp(apr_pool_t *p, const char *word,
+                             const char *host, msm_node_t *n)
+{
+    const char *portstr;
     char *end;
     long port;
 
-    if (colon == NULL) {
-        return apr_psprintf(p, "'%s' is not id:host:port", word);
-    }
-    n->id = apr_pstrmemdup(p, word, (apr_size_t)(colon - word));
-    if (!msm_name_is_valid(n->id)) {
-        return apr_psprintf(p, "node id '%s' must be 1-16 of A-Z a-z 0-9 _",
-                            n->id);
-    }
-    host = colon + 1;
     if (*host == '[') {
         const char *close = strchr(host, ']');
         if (close == NULL || close[1] != ':') {
@@ -49,7 +72,30 @@ static const char *parse_node(apr_pool_t *p, const char *word, msm_node_t *n)
         return apr_psprintf(p, "'%s': port must be 1-65535", word);
     }
     n->port = (apr_port_t)port;
+    n->transport = "tcp";
+    n->address = apr_psprintf(p, "%s:%u", n->host, (unsigned)n->port);
     return NULL;
+}
+
+/* "id:host:port", "id:[v6]:port", "id:unix:/path" */
+static const char *parse_node(apr_pool_t *p, const char *word, msm_node_t *n)
+{
+    const char *colon = strchr(word, ':');
+
+    if (colon == NULL) {
+        return apr_psprintf(p, "'%s' is not id:host:port", word);
+    }
+    n->id = apr_pstrmemdup(p, word, (apr_size_t)(colon - word));
+    if (!msm_name_is_valid(n->id)) {
+        return apr_psprintf(p, "node id '%s' must be 1-16 of A-Z a-z 0-9 _",
+                            n->id);
+    }
+    if (strncmp(colon + 1, UNIX_PREFIX, strlen(UNIX_PREFIX)) == 0
+        && colon[1 + strlen(UNIX_PREFIX)] != '\0'
+        && !apr_isdigit(colon[1 + strlen(UNIX_PREFIX)])) {
+        return parse_unix(p, word, colon + 1 + strlen(UNIX_PREFIX), n);
+    }
+    return parse_tcp(p, word, colon + 1, n);
 }
 
 const char *msm_nodes_parse(apr_pool_t *p, int argc, char *const argv[],
@@ -113,7 +159,10 @@ const char *msm_nodes_resolve(msm_nodes_t *nodes, apr_pool_t *p)
 
     for (i = 0; i < nodes->count; i++) {
         msm_node_t *n = &nodes->node[i];
-        apr_status_t rv = apr_sockaddr_info_get(&n->addr, n->host, APR_UNSPEC,
+        int unix_socket = strcmp(n->transport, "unix") == 0;
+        apr_status_t rv = apr_sockaddr_info_get(&n->addr, n->host,
+                                                unix_socket ? APR_UNIX
+                                                            : APR_UNSPEC,
                                                 n->port, 0, p);
         if (rv != APR_SUCCESS) {
             char buf[120];
@@ -173,11 +222,12 @@ apr_uint64_t msm_nodes_scope(const msm_nodes_t *nodes, const char *prefix)
         char ip[64] = "", addr[300];
         int len;
 
-        if (n->addr) {
+        if (n->addr && n->port != 0) {
             apr_sockaddr_ip_getbuf(ip, sizeof(ip), n->addr);
         }
-        len = apr_snprintf(addr, sizeof(addr), "%s:%u", ip[0] ? ip : n->host,
-                           (unsigned)n->port);
+        len = ip[0] ? apr_snprintf(addr, sizeof(addr), "%s:%u", ip,
+                                   (unsigned)n->port)
+                    : apr_snprintf(addr, sizeof(addr), "%s", n->address);
         h = fnv1a(h, addr, (apr_size_t)len + 1);
     }
     return h;
@@ -244,10 +294,8 @@ const char *msm_nodes_attach_health(msm_nodes_t *nodes, void *mem)
 
     for (i = 0; i < nodes->count; i++) {
         msm_node_t *n = &nodes->node[i];
-        char addr[ADDR_KEY_MAX];
 
-        apr_snprintf(addr, sizeof(addr), "%s:%u", n->host, (unsigned)n->port);
-        if ((n->shared = health_slot(mem, addr)) == NULL) {
+        if ((n->shared = health_slot(mem, n->address)) == NULL) {
             return "the node health table is full";
         }
     }

@@ -37,8 +37,12 @@ typedef struct msm_node_shared {
 
 typedef struct msm_node {
     const char *id;
-    const char *host;
-    apr_port_t port;
+    const char *host;           /* for "unix": the socket's path */
+    apr_port_t port;            /* 0 for "unix" */
+    const char *transport;      /* "tcp" or "unix" */
+    const char *address;        /* "host:port" or "unix:<path>": logs,
+                                 * status, the health table, the
+                                 * published failure lists */
     apr_sockaddr_t *addr;
     int index;                  /* position in MsmNodes */
     int failover;               /* listed in MsmFailoverNodes */

@@ -79,17 +79,17 @@ static void node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     case MSM_NODE_WENT_DOWN:
         ctx->went_down = 1;
         store_log(ctx, MSM_LOG_WARNING, rv, "MSM00101: memcached node %s "
-                  "(%s:%d) is down; skipped, tried again every %ld s",
-                  n->id, n->host, n->port, retry);
+                  "(%s) is down; skipped, tried again every %ld s",
+                  n->id, n->address, retry);
         break;
     case MSM_NODE_STILL_DOWN:
         store_log(ctx, MSM_LOG_WARNING, rv, "MSM00102: memcached node %s "
-                  "(%s:%d) is still down; next try in %ld s",
-                  n->id, n->host, n->port, retry);
+                  "(%s) is still down; next try in %ld s",
+                  n->id, n->address, retry);
         break;
     case MSM_NODE_CAME_UP:
         store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00103: memcached node %s "
-                  "(%s:%d) is back", n->id, n->host, n->port);
+                  "(%s) is back", n->id, n->address);
         break;
     default:
         if (rv == MSM_MC_EREPLY) {
@@ -588,10 +588,6 @@ typedef struct failure {
     apr_time_t at;
 } failure_t;
 
-static const char *address_of(msm_store_ctx_t *ctx, const msm_node_t *n)
-{
-    return apr_psprintf(ctx->pool, "%s:%u", n->host, (unsigned)n->port);
-}
 
 /* Parses the published list (lines "<addr> <time>"; anything else is
  * skipped) into up to FAILURES_MAX entries; returns how many. */
@@ -628,7 +624,7 @@ static int merge_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     for (i = 0; i < c->nodes->count; i++) {
         const msm_node_t *n = &c->nodes->node[i];
         apr_time_t at = msm_node_last_failure(n);
-        const char *addr = address_of(ctx, n);
+        const char *addr = n->address;
 
         if (at == 0) {
             continue;
@@ -667,7 +663,7 @@ static void apply_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 
     for (j = 0; j < c->nodes->count; j++) {
         msm_node_t *n = &c->nodes->node[j];
-        const char *addr = address_of(ctx, n);
+        const char *addr = n->address;
         for (i = 0; i < count; i++) {
             if (strcmp(addr, list[i].addr) == 0) {
                 msm_node_learn_failure(n, list[i].at);

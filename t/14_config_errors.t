@@ -25,6 +25,8 @@ my @bad = (
     ['MsmNodes duplicate ids',          'MsmNodes', 'MsmNodes n1:127.0.0.1:21321 n1:127.0.0.1:21322', 0],
     ['MsmNodes empty',                  'MsmNodes', 'MsmNodes', 0],
     ['MsmNodes empty id',               'MsmNodes', 'MsmNodes :127.0.0.1:21321', 0],
+    ['MsmNodes relative Unix socket',   'MsmNodes', 'MsmNodes u:unix:run/mc.sock', 0],
+    ['MsmNodes Unix socket with space', 'MsmNodes', 'MsmNodes "u:unix:/run/my mc.sock"', 0],
     ['MsmFailoverNodes unknown id',     'MsmFailoverNodes', 'MsmFailoverNodes n9'],
     ['MsmFailoverNodes all nodes',      'MsmFailoverNodes', 'MsmFailoverNodes n1 n2'],
     ['MsmOperationTimeout 0',           'MsmOperationTimeout', 'MsmOperationTimeout 0'],
@@ -84,6 +86,8 @@ my @good = (
         "<Location /app>\n    Session On\n    MsmCookieName S_1 path=/app domain=example.org;secure;httponly SameSite=None\n"
         . "    MsmLocking Auto\n    MsmLockTimeout 0\n    MsmLockFail Proceed\n    MsmRegenerateOnLogin Off\n</Location>",
         "<Location /app/x>\n    MsmLocking Off\n    MsmLockTimeout 600000\n</Location>"],
+    ['a Unix socket node (the path is not checked before the first connection)',
+        'MsmNodes u:unix:/nonexistent/' . ('s' x 94) . ' n2:127.0.0.1:21322'],
 );
 
 plan tests => 2 * @bad + 2 * @good,

@@ -38,7 +38,7 @@ my @COUNTERS = qw(created load_hit load_miss saved skipped_unmodified deleted re
                   backup_reads backup_hits local_hits takeovers lock_acquired lock_waits
                   lock_wait_us lock_timeouts lock_lost too_large dropped_readonly
                   regenerated unavailable);
-my @NODE_KEYS = qw(list id address live since ops errors timeouts latency_sum_us
+my @NODE_KEYS = qw(list id address transport live since ops errors timeouts latency_sum_us
                    latency_buckets);
 my @BOUNDS = qw(0.0001 0.0005 0.001 0.005 0.01 0.05 0.1 0.5 1 +Inf);
 # what memcached counts per operation mod_msm sends: gats/touch -> cmd_touch,
@@ -169,10 +169,11 @@ ok($all_live, 'n1-n3 live in the msm-status JSON at the start')
         push @shape, "$id: list/since/ops/errors/timeouts/latency_sum_us not integers"
             if grep { ($n->{$_} // '') !~ /^\d+$/ } qw(list since ops errors timeouts latency_sum_us);
         push @shape, "$id: address '$n->{address}'" unless ($n->{address} // '') =~ /^[^:]+:\d+$/;
+        push @shape, "$id: transport '" . ($n->{transport} // '') . "'" unless ($n->{transport} // '') eq 'tcp';
         push @shape, "$id: latency_buckets " . join(',', sort keys %{ $n->{latency_buckets} || {} })
             unless join(',', sort keys %{ $n->{latency_buckets} || {} }) eq join(',', sort @BOUNDS);
     }
-    ok(!@shape, 'every node has list,id,address,live,since,ops,errors,timeouts,latency_sum_us,latency_buckets (bounds ' . join(' ', @BOUNDS) . ')')
+    ok(!@shape, 'every node has list,id,address,transport (tcp),live,since,ops,errors,timeouts,latency_sum_us,latency_buckets (bounds ' . join(' ', @BOUNDS) . ')')
         or diag(join "\n", @shape);
     my $mn = main_nodes($j);
     is_deeply([sort keys %$mn], \@NODES, 'n1-n3 listed with their addresses 127.0.0.1:21301-21303');
@@ -451,13 +452,14 @@ my ($victim, $t_kill, $down_since);
     for my $f (grep { /^msm_node/ } keys %$fam) {
         for my $s (@{ $fam->{$f}{samples} }) {
             push @lab, "$s->{line}" unless defined $s->{labels}{list} && defined $s->{labels}{node}
-                                           && defined $s->{labels}{address};
+                                           && defined $s->{labels}{address}
+                                           && ($s->{labels}{transport} // '') eq 'tcp';
         }
     }
     for my $f (grep { !/^msm_node/ } keys %$fam) {
         push @lab, $_->{line} for grep { %{ $_->{labels} } } @{ $fam->{$f}{samples} };
     }
-    ok(!@lab, 'node samples carry list, node and address labels; session counters none')
+    ok(!@lab, 'node samples carry list, node, address and transport labels; session counters none')
         or diag(join "\n", @lab[0 .. min(9, $#lab)]);
     my @les = map { $_->{labels}{le} } grep { $_->{name} =~ /_bucket$/ && ($_->{labels}{node} // '') eq 'n1'
                                                  && ($_->{labels}{address} // '') eq '127.0.0.1:21301' }
@@ -473,8 +475,9 @@ my ($victim, $t_kill, $down_since);
             unless $s && abs($s->{value} - $want) < 1e-6;
     }
     for my $n (@{ $j->{nodes} }) {
-        my %l = (list => $n->{list}, node => $n->{id}, address => $n->{address});
-        my $key = "list=$n->{list},node=$n->{id},address=$n->{address}";
+        my %l = (list => $n->{list}, node => $n->{id}, address => $n->{address},
+                 transport => $n->{transport});
+        my $key = "list=$n->{list},node=$n->{id},address=$n->{address},transport=$n->{transport}";
         my %want = (msm_node_up => $n->{live} ? 1 : 0, msm_node_state_since_seconds => $n->{since},
                     msm_node_operations_total => $n->{ops}, msm_node_errors_total => $n->{errors},
                     msm_node_timeouts_total => $n->{timeouts},

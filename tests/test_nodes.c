@@ -102,6 +102,13 @@ static void test_parse(apr_pool_t *p)
         { "n1:127.0.0.1:11211 n1:127.0.0.2:11211", "used twice" },
         { "a:h:1 b:h:2 a:h:3", "used twice" },
         { "n1:127.0.0.1:11211 n2", "is not id:host:port" },
+        { "u:unix:", "port must be 1-65535" },
+        { "u:unix:run/mc.sock", "needs an absolute path" },
+        { "u:unix:/run/mc\"sock", "a space" },
+        { "u:unix:/run/mc\\sock", "a space" },
+        { "u:unix:/run/123456789012345678901234567890123456789012345678901"
+          "234567890123456789012345678901234567890123456789012345.sock",
+          "at most 107 characters" },
     };
     apr_size_t i;
 
@@ -115,6 +122,20 @@ static void test_parse(apr_pool_t *p)
         CHECK_INT_EQ(nodes->node[0].index, 0);
         CHECK_INT_EQ(nodes->node[0].failover, 0);
         CHECK(nodes->node[0].addr == NULL);     /* resolved later */
+        CHECK_STR_EQ(nodes->node[0].transport, "tcp");
+        CHECK_STR_EQ(nodes->node[0].address, "127.0.0.1:11211");
+    }
+    /* a Unix socket; a host named "unix" is still a host */
+    err = parse_list(p, "u:unix:/run/memcached/mc.sock h:unix:11211", &nodes);
+    CHECK(err == NULL);
+    if (err == NULL) {
+        CHECK_STR_EQ(nodes->node[0].transport, "unix");
+        CHECK_STR_EQ(nodes->node[0].host, "/run/memcached/mc.sock");
+        CHECK_INT_EQ(nodes->node[0].port, 0);
+        CHECK_STR_EQ(nodes->node[0].address, "unix:/run/memcached/mc.sock");
+        CHECK_STR_EQ(nodes->node[1].transport, "tcp");
+        CHECK_STR_EQ(nodes->node[1].host, "unix");
+        CHECK_INT_EQ(nodes->node[1].port, 11211);
     }
     err = parse_list(p, "v6:[::1]:11211", &nodes);
     CHECK(err == NULL);
@@ -122,6 +143,7 @@ static void test_parse(apr_pool_t *p)
         CHECK_STR_EQ(nodes->node[0].id, "v6");
         CHECK_STR_EQ(nodes->node[0].host, "::1");
         CHECK_INT_EQ(nodes->node[0].port, 11211);
+        CHECK_STR_EQ(nodes->node[0].address, "::1:11211");
     }
     err = parse_list(p, "a:mc1.example.com:1 B_2:localhost:65535 "
                      "n234567890123456:[fe80::1]:11212 d:mc-4:11211", &nodes);
@@ -157,6 +179,34 @@ static void test_parse(apr_pool_t *p)
     }
     err = msm_nodes_parse(p, 0, NULL, &nodes);
     CHECK(err != NULL && strstr(err, "at least one") != NULL);
+    {   /* one quoted word of httpd.conf */
+        char *const spaced[] = { "u:unix:/run/my mc.sock",
+                                 "u:unix:/run/mc\tsock" };
+        for (i = 0; i < 2; i++) {
+            err = msm_nodes_parse(p, 1, &spaced[i], &nodes);
+            CHECK(err != NULL && strstr(err, "a space") != NULL);
+        }
+    }
+}
+
+/* A Unix socket resolves without a name lookup; its path is its identity
+ * (scope, health slot), like host:port for TCP. */
+static void test_resolve_unix(apr_pool_t *p)
+{
+    msm_nodes_t *a = make_nodes(p, "u:unix:/run/mc-a.sock t:127.0.0.1:1",
+                                NULL);
+    msm_nodes_t *b = make_nodes(p, "u:unix:/run/mc-b.sock t:127.0.0.1:1",
+                                NULL);
+    msm_nodes_t *a2 = make_nodes(p, "x:unix:/run/mc-a.sock y:127.0.0.1:1",
+                                 NULL);
+
+    CHECK(msm_nodes_resolve(a, p) == NULL);
+    CHECK(msm_nodes_resolve(b, p) == NULL);
+    CHECK(msm_nodes_resolve(a2, p) == NULL);
+    CHECK(a->node[0].addr != NULL && a->node[0].addr->family == APR_UNIX);
+    CHECK(a->node[1].addr != NULL && a->node[1].addr->family != APR_UNIX);
+    CHECK(msm_nodes_scope(a, "p:") != msm_nodes_scope(b, "p:"));
+    CHECK(msm_nodes_scope(a, "p:") == msm_nodes_scope(a2, "p:"));
 }
 
 static void test_resolve_clone(apr_pool_t *p)
@@ -750,6 +800,7 @@ int main(void)
     test_resolve_clone(p);
     test_failover(p);
     test_learn_due(p);
+    test_resolve_unix(p);
     test_health_table(p);
     test_report(p);
     test_usable(p);

@@ -385,6 +385,7 @@ sub start {
     my ($class, %o) = @_;
     my $self = bless {
         port     => $o{port},
+        socket   => $o{socket},              # a Unix socket (-s) instead of the port
         memory   => $o{memory}  // 64,       # -m MB
         threads  => $o{threads} // 2,        # -t
         conns    => $o{conns}   // 1024,     # -c
@@ -400,20 +401,37 @@ sub start {
 
 sub pid  { $_[0]{pid} }
 sub port { $_[0]{port} }
-sub addr { "127.0.0.1:$_[0]{port}" }
-sub log_file { catfile(MsmTest::logs_dir(), "memcached-$_[0]{port}.log") }
-sub pid_file { catfile(MsmTest::logs_dir(), "memcached-$_[0]{port}.pid") }
+sub socket_path { $_[0]{socket} }
+sub addr { $_[0]{socket} ? "unix:$_[0]{socket}" : "127.0.0.1:$_[0]{port}" }
+sub _tag { $_[0]{socket} ? 'unix-' . File::Basename::basename($_[0]{socket}) : $_[0]{port} }
+sub log_file { catfile(MsmTest::logs_dir(), 'memcached-' . $_[0]->_tag . '.log') }
+sub pid_file { catfile(MsmTest::logs_dir(), 'memcached-' . $_[0]->_tag . '.pid') }
+# someone answers at the port (the socket)
+sub _listening {
+    my ($self, $timeout) = @_;
+    return MsmTest::port_open($self->{port}, $timeout) unless $self->{socket};
+    my $s = $self->_connect($timeout) or return 0;
+    close $s;
+    return 1;
+}
 sub running { my $s = shift; return $s->{pid} && MsmTest::_alive($s->{pid}) }
 
 sub _spawn {
     my $self = shift;
     my $port = $self->{port};
-    MsmTest::_check_port($port, any_port => $self->{any_port});
+    if ($self->{socket}) {
+        croak "memcached socket $self->{socket} is in use" if $self->_listening(0.3);
+        unlink $self->{socket};
+    }
+    else {
+        MsmTest::_check_port($port, any_port => $self->{any_port});
+    }
     # -D -: per-prefix statistics ("stats detail") split keys at '-', so that the
     # operations on mod_msm's "<prefix>msm-failures" key (prefix "<prefix>msm") are
     # told apart from those on sessions ("<prefix><hex>") and locks (no '-'); see
     # MsmTest::Memcached::failure_ops
-    my @cmd = ($self->{bin}, '-l', '127.0.0.1', '-p', $port, '-U', '0',
+    my @cmd = ($self->{bin}, ($self->{socket} ? ('-s', $self->{socket})
+                                              : ('-l', '127.0.0.1', '-p', $port)), '-U', '0',
                '-m', $self->{memory}, '-t', $self->{threads}, '-c', $self->{conns},
                (grep({ $_ eq '-D' } @{ $self->{args} }) ? () : ('-D', '-')),
                @{ $self->{args} });
@@ -433,13 +451,13 @@ sub _spawn {
     my $up = MsmTest::wait_until(sub {
         my $r = waitpid($pid, POSIX::WNOHANG());
         if ($r == $pid) { $died = $?; return 1 }
-        return MsmTest::port_open($port, 0.2);
+        return $self->_listening(0.2);
     }, timeout => 10, interval => 0.02);
     if (defined $died || !$up) {
         kill 'KILL', $pid unless defined $died;
         MsmTest::_reap($pid, 5) unless defined $died;
         delete $self->{pid};
-        croak "memcached on port $port did not come up (@cmd): "
+        croak 'memcached on ' . $self->addr . " did not come up (@cmd): "
             . (defined $died ? "exited with status $died" : "timeout")
             . "\n" . MsmTest::_tail($log);
     }
@@ -459,7 +477,7 @@ sub stop {
         MsmTest::_reap($pid, 5);
     }
     # wait until the port is released (bounded)
-    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
+    MsmTest::wait_until(sub { !$self->_listening(0.1) }, timeout => 3);
     return 1;
 }
 
@@ -469,7 +487,7 @@ sub kill9 {
     unlink $self->pid_file;
     kill 'KILL', $pid;
     MsmTest::_reap($pid, 5);
-    MsmTest::wait_until(sub { !MsmTest::port_open($self->{port}, 0.1) }, timeout => 3);
+    MsmTest::wait_until(sub { !$self->_listening(0.1) }, timeout => 3);
     return 1;
 }
 
@@ -497,6 +515,11 @@ END {
 
 sub _connect {
     my ($self, $timeout) = @_;
+    if ($self->{socket}) {
+        require IO::Socket::UNIX;
+        return IO::Socket::UNIX->new(Peer => $self->{socket}, Type => Socket::SOCK_STREAM(),
+                                     Timeout => $timeout // 2);
+    }
     return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
                                  Proto => 'tcp', Timeout => $timeout // 2);
 }
@@ -549,14 +572,14 @@ sub raw {
     my %o = @rest;
     my $deadline = time + ($o{timeout} // 2);
     my $sock = $self->_connect($o{timeout} // 2)
-        or croak "memcached 127.0.0.1:$self->{port}: connect: $!";
+        or croak 'memcached ' . $self->addr . ": connect: $!";
     my $out = "$cmd\r\n";
     $out .= "$data\r\n" if defined $data;
     syswrite($sock, $out) == length($out) or croak "memcached write: $!";
     my ($buf, @lines) = ('');
     while (1) {
         my $line = _readline($sock, \$buf, $deadline);
-        croak "memcached 127.0.0.1:$self->{port}: no answer to '$cmd'" unless defined $line;
+        croak 'memcached ' . $self->addr . ": no answer to '$cmd'" unless defined $line;
         push @lines, $line;
         if ($line =~ /^VALUE \S+ \d+ (\d+)/ || $line =~ /^VA (\d+)/) {
             my $d = _readn($sock, \$buf, $1 + 2, $deadline);

@@ -1,0 +1,127 @@
+# Unix-domain socket nodes (README, MsmNodes "id:unix:/path"): a memcached on
+# the same machine, reached without TCP. One node u1 on a socket (memcached -s,
+# no TCP port at all) and one node t2 on TCP 21337, so that a session on u1 has
+# its backup on t2 and the other way round. Through an extra httpd (21336,
+# MsmLocking On): status shows the transport, CRUD and locking over the socket,
+# kill -9 of u1 (the backup on t2 serves, the cookie moves), u1 restarted empty
+# and back (MSM00101/MSM00103 name "unix:<path>"), logout, and a session on t2
+# whose backup is on u1.
+use strict;
+use warnings;
+
+use Apache::Test qw(-withtestmore);
+use MsmTest;
+use File::Spec::Functions qw(catfile);
+use Time::HiRes qw(time sleep);
+
+plan tests => 12, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+
+my $sock = catfile(MsmTest::tmp_dir(), "29-u1-$$.sock");
+my $u1 = MsmTest::memcached(socket => $sock);
+my $t2 = MsmTest::memcached(port => 21337);
+my $h = MsmTest::httpd(port => 21336, name => 'unix', servers => 3, conf => <<"EOF");
+MsmNodes u1:unix:$sock t2:127.0.0.1:21337
+MsmKeyPrefix t:
+MsmOperationTimeout 500
+MsmNodeRetry 1
+<Location /msm/>
+    \@APP_SESSION\@
+    MsmLocking On
+</Location>
+<Location /msm-status>
+    SetHandler msm-status
+</Location>
+EOF
+my $url = $h->url;
+
+sub node_of { my $c = shift // ''; return $c =~ /^[0-9a-f]{32}-(\w+)$/ ? $1 : '' }
+sub hex_of  { my $c = shift // ''; return $c =~ /^([0-9a-f]{32})/ ? $1 : '' }
+sub holds   { my ($mc, $hex) = @_; return scalar grep { index($_, $hex) >= 0 } eval { $mc->keys } }
+sub data_of { my $r = shift; return (($r->session // {})->{data}) }
+# a new session holding data=$value whose primary is $node: (client, cookie)
+sub session_on {
+    my ($node, $value) = @_;
+    my ($c, $sid);
+    for (1 .. 40) {
+        $c = MsmTest::client(base => $url);
+        $c->get("/msm/app.cgi?op=set&k=data&v=$value");
+        $sid = $c->cookie('MSMSESSION') // '';
+        last if node_of($sid) eq $node;
+    }
+    return ($c, $sid);
+}
+
+ok(MsmTest::wait_nodes_live([qw(u1 t2)], base => $url),
+   "httpd (21336) with u1 on $sock and t2 on 21337 up, both live");
+
+my $sc = MsmTest::client(base => $url);
+my $j = $sc->get('/msm-status')->json // {};
+my %node = map { $_->{id} => $_ } @{ $j->{nodes} || [] };
+ok(($node{u1}{address} // '') eq "unix:$sock" && ($node{u1}{transport} // '') eq 'unix'
+   && ($node{t2}{address} // '') eq '127.0.0.1:21337' && ($node{t2}{transport} // '') eq 'tcp',
+   'status JSON: u1 address unix:<path>, transport unix; t2 127.0.0.1:21337, tcp')
+    or diag(explain(\%node));
+my $prom = $sc->get('/msm-status?format=prometheus')->body // '';
+like($prom, qr/^msm_node_up\{list="\d+",node="u1",address="unix:\Q$sock\E",transport="unix"\} 1$/m,
+     'Prometheus: msm_node_up of u1 with transport="unix"');
+
+# ---- a session whose primary is u1 (backup on t2)
+my ($c, $sid) = session_on('u1', 'over-the-socket');
+my $hex = hex_of($sid);
+ok(node_of($sid) eq 'u1' && holds($u1, $hex)
+   && MsmTest::wait_until(sub { holds($t2, $hex) }, timeout => 5),
+   'a session on u1 (its copy in the socket memcached), backup on t2');
+my $r = $c->get('/msm/app.cgi?op=read');
+is(data_of($r), 'over-the-socket', 'read back over the socket');
+
+# ---- locking over the socket: 8 parallel increments of one session
+my @res = MsmTest::parallel(8, sub {
+    my $w = MsmTest::client(base => $url, timeout => 20);
+    $w->cookie(MSMSESSION => $sid);
+    return $w->get('/msm/app.cgi?op=incr&k=n')->status;
+}, timeout => 60);
+$r = $c->get('/msm/app.cgi?op=read');
+ok((grep { ($_ // 0) == 200 } @res) == 8 && (($r->session // {})->{n} // 0) == 8,
+   '8 parallel increments with MsmLocking On: n = 8 (lock taken and released over the socket)')
+    or diag('statuses ' . join(' ', map { $_ // '-' } @res) . '; n = ' . (($r->session // {})->{n} // '-'));
+
+# ---- kill -9 u1: the backup on t2 serves, the cookie moves to t2
+my $mark = MsmTest::log_mark($h->error_log);
+$u1->kill9;
+$r = $c->get('/msm/app.cgi?op=read');
+my $moved = $c->cookie('MSMSESSION') // '';
+ok($r->status == 200 && data_of($r) eq 'over-the-socket' && (($r->session // {})->{n} // 0) == 8
+   && node_of($moved) eq 't2' && hex_of($moved) eq $hex,
+   'u1 killed (-9): the read is served from the backup on t2, the cookie moves to t2')
+    or diag($r->dump);
+like(MsmTest::log_since($mark), qr/MSM00101: memcached node u1 \(unix:\Q$sock\E\) is down/,
+     'MSM00101 names u1 and its socket');
+
+# ---- u1 restarted (empty, same socket) and back
+$u1->restart;
+ok(MsmTest::wait_nodes_live(['u1'], base => $url, timeout => 10)
+   && MsmTest::log_since($mark) =~ /MSM00103: memcached node u1 \(unix:\Q$sock\E\) is back/,
+   'u1 restarted empty on the same socket: live again, MSM00103');
+
+# ---- logout with the moved cookie; the pre-move cookie reads nothing either
+$r = $c->get('/msm/app.cgi?op=destroy');
+my $old = MsmTest::client(base => $url);
+$old->cookie(MSMSESSION => $sid);
+my $ro = $old->get('/msm/app.cgi?op=read');
+ok($r->status == 200 && $ro->status == 200 && !defined data_of($ro),
+   'logout; the pre-move u1 cookie reads nothing');
+
+# ---- a session on t2 whose backup is on u1: t2 killed, u1 serves it
+my ($c2, $sid2) = session_on('t2', 'backed-up-on-the-socket');
+ok(node_of($sid2) eq 't2' && MsmTest::wait_until(sub { holds($u1, hex_of($sid2)) }, timeout => 5),
+   'a session on t2 with its backup in the socket memcached u1');
+$t2->kill9;
+$r = $c2->get('/msm/app.cgi?op=read');
+ok($r->status == 200 && (data_of($r) // '') eq 'backed-up-on-the-socket'
+   && node_of($c2->cookie('MSMSESSION')) eq 'u1',
+   't2 killed (-9): u1 serves the backup over the socket, the cookie moves to u1')
+    or diag($r->dump);
+
+$h->stop;
+$_->stop for $u1, $t2;
+unlink $sock;
