@@ -645,6 +645,10 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
                 ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MSMLOGNO(00102)
                              "cannot set up memcached node %s", n->id);
             }
+            else if (nodes->auth_user) {
+                msm_mc_server_set_auth(n->mc, nodes->auth_user,
+                                       nodes->auth_password);
+            }
         }
     }
 }

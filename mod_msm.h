@@ -65,6 +65,8 @@ typedef struct msm_server_conf {
     const char *route;              /* MsmRoute */
     apr_int64_t sticky_bytes;       /* MsmStickyCache size (main server) */
     apr_int64_t sticky_slot;        /* MsmStickyCache slot size */
+    const char *auth_user;          /* MsmAuth / MsmAuthFile */
+    const char *auth_password;
 
     /* Resolved at check_config/post_config. */
     msm_store_conf_t store;

@@ -52,6 +52,9 @@ void *msm_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->route = MERGE_PTR(route);
     c->sticky_bytes = MERGE_NUM(sticky_bytes);
     c->sticky_slot = MERGE_NUM(sticky_slot);
+    c->auth_user = add->auth_user ? add->auth_user : base->auth_user;
+    c->auth_password = add->auth_user ? add->auth_password
+                                      : base->auth_password;
     return c;
 }
 
@@ -157,6 +160,73 @@ static const char *set_timeout(cmd_parms *cmd, void *dummy, const char *arg)
         server_conf(cmd)->timeout = apr_time_from_msec(ms);
     }
     return err;
+}
+
+static const char *set_credentials(cmd_parms *cmd, const char *user,
+                                   const char *password)
+{
+    const char *err = msm_mc_auth_problem(user, password);
+
+    if (err) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    server_conf(cmd)->auth_user = user;
+    server_conf(cmd)->auth_password = password;
+    return NULL;
+}
+
+static const char *set_auth(cmd_parms *cmd, void *dummy, const char *user,
+                            const char *password)
+{
+    return set_credentials(cmd, user, password);
+}
+
+/* The first line that is not empty or a comment: "user:password", as in
+ * memcached's own -Y file. httpd reads it as root at start-up, so it can
+ * be readable by root only; the password never appears in an error. */
+static const char *set_auth_file(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    char buf[1024], *line, *last, *colon;
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_size_t len = sizeof(buf) - 1;
+    apr_status_t rv;
+
+    if (path == NULL
+        || (rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->pool))
+           != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: cannot open '%s'", cmd->cmd->name,
+                            arg);
+    }
+    rv = apr_file_read_full(f, buf, len, &len);
+    if (apr_file_info_get(&fi, APR_FINFO_PROT, f) == APR_SUCCESS
+        && (fi.protection & APR_FPROT_WREAD)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     MSMLOGNO(00160) "%s: '%s' is readable by every user; "
+                     "make it readable by root only (chmod 600)",
+                     cmd->cmd->name, path);
+    }
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        return apr_psprintf(cmd->pool, "%s: cannot read '%s'", cmd->cmd->name,
+                            arg);
+    }
+    buf[len] = '\0';
+    for (line = apr_strtok(buf, "\r\n", &last); line;
+         line = apr_strtok(NULL, "\r\n", &last)) {
+        if (*line != '\0' && *line != '#') {
+            break;
+        }
+    }
+    if (line == NULL || (colon = strchr(line, ':')) == NULL) {
+        return apr_psprintf(cmd->pool, "%s: '%s' holds no line "
+                            "user:password", cmd->cmd->name, arg);
+    }
+    *colon = '\0';
+    return set_credentials(cmd, apr_pstrdup(cmd->pool, line),
+                           apr_pstrdup(cmd->pool, colon + 1));
 }
 
 static const char *set_prefix(cmd_parms *cmd, void *dummy, const char *arg)
@@ -430,6 +500,10 @@ const command_rec msm_cmds[] = {
         "ids of MsmNodes that get new sessions only when all others are down"),
     AP_INIT_TAKE1("MsmOperationTimeout", set_timeout, NULL, RSRC_CONF,
         "deadline of one memcached operation in milliseconds (default 1000)"),
+    AP_INIT_TAKE2("MsmAuth", set_auth, NULL, RSRC_CONF,
+        "memcached's authentication (memcached -Y): user and password"),
+    AP_INIT_TAKE1("MsmAuthFile", set_auth_file, NULL, RSRC_CONF,
+        "memcached's authentication from a file holding user:password"),
     AP_INIT_TAKE1("MsmKeyPrefix", set_prefix, NULL, RSRC_CONF,
         "prefix of every memcached key (default none)"),
     AP_INIT_TAKE1("MsmIdleTimeout", set_idle, NULL, RSRC_CONF,
@@ -474,12 +548,20 @@ typedef struct {
     apr_interval_time_t timeout, retry;
     apr_size_t max_value;
     const apr_array_header_t *failover;
+    const char *auth_user, *auth_password;
 } nodes_usage_t;
+
+static int same_string(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
 
 static int same_usage(const nodes_usage_t *a, const nodes_usage_t *b)
 {
     return a->timeout == b->timeout && a->retry == b->retry
-        && a->max_value == b->max_value && a->failover == b->failover;
+        && a->max_value == b->max_value && a->failover == b->failover
+        && same_string(a->auth_user, b->auth_user)
+        && same_string(a->auth_password, b->auth_password);
 }
 
 static msm_nodes_t *nodes_for(apr_pool_t *p, apr_hash_t *seen,
@@ -525,10 +607,14 @@ static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
     use.max_value = (apr_size_t)(c->max_size != MSM_UNSET
                                  ? c->max_size : MSM_DEFAULT_MAX_SIZE);
     use.failover = c->failover;
+    use.auth_user = c->auth_user;
+    use.auth_password = c->auth_password;
     nodes = nodes_for(p, seen, c->nodes, &use);
     nodes->timeout = use.timeout;
     nodes->retry = use.retry;
     nodes->max_value = use.max_value;
+    nodes->auth_user = use.auth_user;
+    nodes->auth_password = use.auth_password;
     err = msm_nodes_set_failover(p, nodes, c->failover ? c->failover->nelts : 0,
                                  c->failover ? (char *const *)c->failover->elts
                                              : NULL);

@@ -252,6 +252,8 @@ struct msm_mc_server {
     volatile apr_uint32_t gats;     /* KNOWN_UNKNOWN, KNOWN_YES, KNOWN_NO */
     volatile apr_uint32_t meta;     /* the same for meta commands (md) */
     msm_mc_observer_t observer;
+    char *auth;                     /* the whole set request, or NULL */
+    apr_size_t auth_len;
 };
 
 int msm_mc_node_failed(apr_status_t rv)
@@ -324,6 +326,9 @@ static apr_status_t conn_timeo(msm_mc_conn_t *c, int which,
     return APR_SUCCESS;
 }
 
+static apr_status_t conn_authenticate(msm_mc_server_t *s, msm_mc_conn_t *c,
+                                      apr_time_t deadline);
+
 static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
                               msm_mc_conn_t **out)
 {
@@ -365,6 +370,9 @@ static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
         c->buf = malloc(BUF_INITIAL);
         c->cap = BUF_INITIAL;
         rv = c->buf ? APR_SUCCESS : APR_ENOMEM;
+    }
+    if (rv == APR_SUCCESS && s->auth) {
+        rv = conn_authenticate(s, c, deadline);
     }
     if (rv != APR_SUCCESS) {
         if (c->sock) {
@@ -546,6 +554,49 @@ static apr_status_t exchange(msm_mc_server_t *s, msm_mc_conn_t *c,
     return rv;
 }
 
+/* memcached -Y answers a wrong password with "CLIENT_ERROR authentication
+ * failure" and any command before the credentials with "CLIENT_ERROR
+ * unauthenticated": neither is this request's fault, both make every
+ * request fail. */
+static int is_auth_refusal(const msm_mc_reply_t *reply)
+{
+    static const char *const words[] = { "authentication", "unauthenticated" };
+    apr_size_t i;
+
+    if (reply->type != MSM_MC_R_CLIENT_ERROR || reply->data == NULL) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        apr_size_t n = strlen(words[i]);
+        if (reply->len >= n && memcmp(reply->data, words[i], n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static apr_status_t conn_authenticate(msm_mc_server_t *s, msm_mc_conn_t *c,
+                                      apr_time_t deadline)
+{
+    mc_op_t op;
+    apr_status_t rv;
+    int got = 0;
+
+    memset(&op, 0, sizeof(op));
+    op.kind = MSM_MC_REPLY_STORAGE;
+    op.iov[0].iov_base = s->auth;
+    op.iov[0].iov_len = s->auth_len;
+    op.iovcnt = 1;
+    rv = exchange(s, c, &op, deadline, &got);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (op.reply.type == MSM_MC_R_STORED) {
+        return APR_SUCCESS;
+    }
+    return is_auth_refusal(&op.reply) ? MSM_MC_EAUTH : MSM_MC_EPROTO;
+}
+
 /* Runs op within the server's timeout. A pooled connection the server
  * closed while it sat idle (restart, proxy timeout) fails before any reply
  * byte; that case alone is tried once more, on a new connection. The other
@@ -578,8 +629,12 @@ static apr_status_t run_op(msm_mc_server_t *s, mc_op_t *op)
         }
         /* After an error reply memcached may close or skip input: a fresh
          * connection is cheaper than finding out. */
+        if (rv == APR_SUCCESS && is_auth_refusal(&op->reply)) {
+            rv = MSM_MC_EAUTH;
+        }
         conn_close(s, c);
-        if (rv == APR_SUCCESS || !reused || got || !is_stale_conn_error(rv)) {
+        if (rv == APR_SUCCESS || rv == MSM_MC_EAUTH || !reused || got
+            || !is_stale_conn_error(rv)) {
             break;
         }
         msm_mc_server_close_idle(s);
@@ -622,6 +677,48 @@ apr_status_t msm_mc_server_create(apr_pool_t *p, apr_sockaddr_t *addr,
 #endif
     *out = s;
     return APR_SUCCESS;
+}
+
+const char *msm_mc_reason(apr_status_t rv)
+{
+    switch (rv) {
+    case MSM_MC_EREPLY: return "memcached refused the request";
+    case MSM_MC_ETOOBIG: return "item too large";
+    case MSM_MC_EPROTO: return "not a memcached reply";
+    case MSM_MC_EAUTH: return "memcached authentication failed (MsmAuth)";
+    default: return NULL;
+    }
+}
+
+const char *msm_mc_auth_problem(const char *user, const char *password)
+{
+    apr_size_t nu = strlen(user), np = strlen(password), i;
+
+    if (nu == 0 || np == 0 || nu > 250 || np > 250) {
+        return "the user and the password must be 1-250 bytes";
+    }
+    for (i = 0; i < nu; i++) {
+        if ((unsigned char)user[i] <= 0x20 || user[i] == 0x7f) {
+            return "the user must not contain white space or control "
+                   "characters";
+        }
+    }
+    if (strpbrk(password, "\r\n") != NULL) {
+        return "the password must not contain CR or LF";
+    }
+    return NULL;
+}
+
+/* Expiry -1: a memcached without -Y stores the credentials as an item
+ * that has expired already, so no one can read them back there. */
+void msm_mc_server_set_auth(msm_mc_server_t *s, const char *user,
+                            const char *password)
+{
+    apr_size_t len = strlen(user) + 1 + strlen(password);
+
+    s->auth = apr_psprintf(s->pool, "set msm-auth 0 -1 %lu\r\n%s %s\r\n",
+                           (unsigned long)len, user, password);
+    s->auth_len = strlen(s->auth);
 }
 
 static int key_is_valid(const char *key)

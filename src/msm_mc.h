@@ -30,11 +30,23 @@ typedef struct msm_mc_server msm_mc_server_t;
  *   APR_ENOTIMPL   the server does not know the command (meta commands on
  *                  twemproxy or yrmcds); nothing changed
  *   APR_EINVAL     a key memcached cannot take; nothing was sent
+ *   MSM_MC_EAUTH   memcached (-Y) refused the credentials, or wants some
+ *                  and none are configured: the node counts as failed
  *   anything else  the node failed: connect, timeout, I/O or a malformed
  *                  reply (use msm_mc_node_failed()) */
 #define MSM_MC_EREPLY  (APR_OS_START_USERERR + 701)
 #define MSM_MC_ETOOBIG (APR_OS_START_USERERR + 702)
 #define MSM_MC_EPROTO  (APR_OS_START_USERERR + 703)
+#define MSM_MC_EAUTH   (APR_OS_START_USERERR + 704)
+
+/* Words for mod_msm's own outcomes in a log line (NULL for APR's own, which
+ * apr_strerror words). */
+const char *msm_mc_reason(apr_status_t rv);
+
+/* memcached's text-protocol authentication takes "<user> <password>" as
+ * the value of a set: the user without white space, neither with CR or
+ * LF, both 1-250 bytes. NULL if they can be sent, else why not. */
+const char *msm_mc_auth_problem(const char *user, const char *password);
 
 #define MSM_MC_KEY_MAX 250
 /* memcached's largest item (-I 1024m): a longer VALUE is not memcached. */
@@ -73,6 +85,13 @@ apr_status_t msm_mc_server_create(apr_pool_t *p, apr_sockaddr_t *addr,
                                   apr_size_t max_value, int max_idle,
                                   const msm_mc_observer_t *observer,
                                   msm_mc_server_t **out);
+
+/* Authenticates every new connection first (memcached -Y): "set <key> 0 -1
+ * <len>" with "<user> <password>", within the deadline of the operation
+ * that opened it. Call before the first operation; see
+ * msm_mc_auth_problem. */
+void msm_mc_server_set_auth(msm_mc_server_t *s, const char *user,
+                            const char *password);
 
 /* gets: the value with its flags and cas. */
 apr_status_t msm_mc_get(msm_mc_server_t *s, apr_pool_t *p, const char *key,

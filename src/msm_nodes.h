@@ -56,6 +56,8 @@ typedef struct msm_nodes {
     apr_interval_time_t retry;  /* MsmNodeRetry */
     apr_interval_time_t timeout;    /* MsmOperationTimeout */
     apr_size_t max_value;       /* MsmMaxSessionSize */
+    const char *auth_user;      /* MsmAuth: NULL, or both set */
+    const char *auth_password;
 } msm_nodes_t;
 
 /* MsmNodes lists at most this many nodes. */

@@ -66,6 +66,15 @@ void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
     ctx->failed = apr_array_make(p, 2, sizeof(msm_node_t *));
 }
 
+/* ": <why>" for mod_msm's own failure codes, which apr_strerror cannot
+ * word. */
+static const char *reason_of(msm_store_ctx_t *ctx, apr_status_t rv)
+{
+    const char *why = msm_mc_reason(rv);
+
+    return why ? apr_pstrcat(ctx->pool, ": ", why, NULL) : "";
+}
+
 static void node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                       msm_node_t *n, apr_status_t rv, apr_time_t started)
 {
@@ -79,13 +88,13 @@ static void node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     case MSM_NODE_WENT_DOWN:
         ctx->went_down = 1;
         store_log(ctx, MSM_LOG_WARNING, rv, "MSM00101: memcached node %s "
-                  "(%s) is down; skipped, tried again every %ld s",
-                  n->id, n->address, retry);
+                  "(%s) is down%s; skipped, tried again every %ld s",
+                  n->id, n->address, reason_of(ctx, rv), retry);
         break;
     case MSM_NODE_STILL_DOWN:
         store_log(ctx, MSM_LOG_WARNING, rv, "MSM00102: memcached node %s "
-                  "(%s) is still down; next try in %ld s",
-                  n->id, n->address, retry);
+                  "(%s) is still down%s; next try in %ld s",
+                  n->id, n->address, reason_of(ctx, rv), retry);
         break;
     case MSM_NODE_CAME_UP:
         store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00103: memcached node %s "

@@ -595,6 +595,84 @@ static void test_fake_stall(apr_pool_t *p)
     fake_free(f);
 }
 
+/* memcached -Y: credentials first on each new connection, not again on a
+ * pooled one; a refusal is MSM_MC_EAUTH (a node failure) and the
+ * connection is not kept; a server that wants credentials none were
+ * configured for says so on the first request; a server that does not
+ * answer the credentials is a timeout within the operation's deadline. */
+static void test_fake_auth(apr_pool_t *p)
+{
+    static const fstep_t ok_steps[] = {
+        { "set msm-auth 0 -1 13", "STORED\r\n", 0, 0, 0, 0 },
+        { "gets k", "END\r\n", 0, 0, 0, 0 },
+        { "gets k", "END\r\n", 0, 0, 0, 0 },
+    };
+    static const fstep_t refused_steps[] = {
+        { "set msm-auth 0 -1 12",
+          "CLIENT_ERROR authentication failure\r\n", 0, F_CLOSE, 0, 0 },
+        { "gets k", "CLIENT_ERROR unauthenticated\r\n", 0, 0, 0, 0 },
+        { "set msm-auth 0 -1 13", "STORED\r\n", 0, F_HOLD, 0, 700 },
+    };
+    fake_t *f = fake_start(ok_steps, NSTEPS(ok_steps));
+    msm_mc_server_t *s = make_server(p, f->port, MS(1000), 1024, NULL);
+    msm_mc_item_t item;
+    apr_time_t t0;
+
+    msm_mc_server_set_auth(s, "msm", "secret-pw");
+    CHECK_STATUS(msm_mc_get(s, p, "k", &item), APR_NOTFOUND);
+    CHECK_STATUS(msm_mc_get(s, p, "k", &item), APR_NOTFOUND);
+    CHECK(fake_stop(f));
+    CHECK_INT_EQ(f->accepts, 1);
+    CHECK(strstr(f->got[0], "secret-pw") == NULL);      /* the line only */
+    msm_mc_server_close_idle(s);
+    fake_free(f);
+
+    f = fake_start(refused_steps, NSTEPS(refused_steps));
+    s = make_server(p, f->port, MS(300), 1024, NULL);
+    msm_mc_server_set_auth(s, "msm", "wrong-pw");
+    CHECK_STATUS(msm_mc_get(s, p, "k", &item), MSM_MC_EAUTH);
+    CHECK(msm_mc_node_failed(MSM_MC_EAUTH));
+    CHECK(msm_mc_reason(MSM_MC_EAUTH) != NULL
+          && strstr(msm_mc_reason(MSM_MC_EAUTH), "authentication") != NULL);
+    s = make_server(p, f->port, MS(300), 1024, NULL);      /* none */
+    CHECK_STATUS(msm_mc_get(s, p, "k", &item), MSM_MC_EAUTH);
+    s = make_server(p, f->port, MS(300), 1024, NULL);
+    msm_mc_server_set_auth(s, "msm", "secret-pw");
+    t0 = apr_time_now();
+    CHECK_STATUS(msm_mc_get(s, p, "k", &item), APR_TIMEUP);
+    CHECK(apr_time_now() - t0 < MS(600));
+    CHECK(fake_stop(f));
+    CHECK_INT_EQ(f->accepts, 3);
+    fake_free(f);
+}
+
+static void test_auth_problem(void)
+{
+    static const struct { const char *user, *password; int ok; } cases[] = {
+        { "msm", "secret", 1 },
+        { "msm", "a password with spaces", 1 },
+        { "", "secret", 0 },
+        { "msm", "", 0 },
+        { "m sm", "secret", 0 },
+        { "m\tsm", "secret", 0 },
+        { "msm", "sec\r\nret", 0 },
+        { "msm", "sec\nret", 0 },
+    };
+    apr_size_t i;
+    char big[300];
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CHECK_MSG((msm_mc_auth_problem(cases[i].user, cases[i].password)
+                   == NULL) == cases[i].ok, "case %d", (int)i);
+    }
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    CHECK(msm_mc_auth_problem(big, "secret") != NULL);
+    CHECK(msm_mc_auth_problem("msm", big) != NULL);
+    big[250] = '\0';
+    CHECK(msm_mc_auth_problem(big, big) == NULL);
+}
+
 /* A pooled connection the server closed while idle: retried once. */
 static void test_fake_stale_idle(apr_pool_t *p)
 {
@@ -1194,6 +1272,8 @@ int main(void)
     test_fake_cut(p);
     test_fake_stall(p);
     test_fake_stale_idle(p);
+    test_fake_auth(p);
+    test_auth_problem();
     test_fake_bad_replies(p);
     test_fake_pooling(p);
     test_deadlines(p);

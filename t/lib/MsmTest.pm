@@ -386,6 +386,8 @@ sub start {
     my $self = bless {
         port     => $o{port},
         socket   => $o{socket},              # a Unix socket (-s) instead of the port
+        auth     => $o{auth},                # [user, password]: memcached -Y, and
+                                             # this object authenticates itself
         memory   => $o{memory}  // 64,       # -m MB
         threads  => $o{threads} // 2,        # -t
         conns    => $o{conns}   // 1024,     # -c
@@ -430,7 +432,16 @@ sub _spawn {
     # operations on mod_msm's "<prefix>msm-failures" key (prefix "<prefix>msm") are
     # told apart from those on sessions ("<prefix><hex>") and locks (no '-'); see
     # MsmTest::Memcached::failure_ops
-    my @cmd = ($self->{bin}, ($self->{socket} ? ('-s', $self->{socket})
+    my @auth;
+    if ($self->{auth}) {
+        my $file = catfile(MsmTest::tmp_dir(), 'memcached-' . $self->_tag . '.auth');
+        open my $fh, '>', $file or croak "$file: $!";
+        print $fh join(':', @{ $self->{auth} }), "\n";
+        close $fh;
+        chmod 0600, $file;
+        @auth = ('-Y', $file);
+    }
+    my @cmd = ($self->{bin}, @auth, ($self->{socket} ? ('-s', $self->{socket})
                                               : ('-l', '127.0.0.1', '-p', $port)), '-U', '0',
                '-m', $self->{memory}, '-t', $self->{threads}, '-c', $self->{conns},
                (grep({ $_ eq '-D' } @{ $self->{args} }) ? () : ('-D', '-')),
@@ -515,13 +526,23 @@ END {
 
 sub _connect {
     my ($self, $timeout) = @_;
+    my $sock;
     if ($self->{socket}) {
         require IO::Socket::UNIX;
-        return IO::Socket::UNIX->new(Peer => $self->{socket}, Type => Socket::SOCK_STREAM(),
-                                     Timeout => $timeout // 2);
+        $sock = IO::Socket::UNIX->new(Peer => $self->{socket}, Type => Socket::SOCK_STREAM(),
+                                      Timeout => $timeout // 2);
     }
-    return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
-                                 Proto => 'tcp', Timeout => $timeout // 2);
+    else {
+        $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+                                      Proto => 'tcp', Timeout => $timeout // 2);
+    }
+    return $sock unless $sock && $self->{auth};
+    # -Y: the credentials first, as "set <key> 0 0 <len>" (metadump may not share a write)
+    my $cred = join ' ', @{ $self->{auth} };
+    my $buf = '';
+    syswrite($sock, sprintf("set auth 0 0 %d\r\n%s\r\n", length $cred, $cred));
+    my $line = _readline($sock, \$buf, time + ($timeout // 2)) // '';
+    return $line eq 'STORED' ? $sock : undef;
 }
 
 # read one line (bounded by the deadline)
