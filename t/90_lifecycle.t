@@ -88,6 +88,10 @@ for my $mode (@modes) {
     $report .= "history: $run->{file}\n";
     $report .= 'client processes that failed: ' . scalar(@{ $run->{client_errors} }) . "\n"
         if @{ $run->{client_errors} };
+    my @ferr = grep { ($_->{type} // '') eq 'fault' && $_->{error} } @{ $run->{records} };
+    $report .= 'faults that went wrong: ' . scalar(@ferr) . ' ('
+        . join('; ', map { "$_->{kind} $_->{target}: $_->{error}" } @ferr[0 .. ($#ferr < 2 ? $#ferr : 2)])
+        . ")\n" if @ferr;
     if (my $c = $run->{meta}{msm_counters}) {
         for my $h (sort keys %$c) {
             $report .= "mod_msm counters ($h): " . join(' ', map { "$_=$c->{$h}{$_}" }

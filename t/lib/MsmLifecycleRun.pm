@@ -32,6 +32,7 @@ use Carp qw(croak);
 use File::Path qw(make_path);
 use File::Spec::Functions qw(catfile catdir);
 use IO::Socket::INET ();
+use IO::Select ();
 use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC sleep);
@@ -646,6 +647,17 @@ sub _state {
 # alive and not a zombie
 sub _running { return _state(shift) !~ /^[ZX]?$/ }
 
+# an HTTP status line from 127.0.0.1:$port (bounded)
+sub _answers {
+    my $port = shift;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
+                                  Timeout => 1) or return 0;
+    syswrite($s, "HEAD / HTTP/1.0\r\n\r\n");
+    my ($buf, $sel) = ('', IO::Select->new($s));
+    return 0 unless $sel->can_read(2) && sysread($s, $buf, 64);
+    return $buf =~ m{^HTTP/};
+}
+
 sub _shuffle {
     my @a = @_;
     for (my $i = @a - 1; $i > 0; $i--) { my $j = int rand($i + 1); @a[$i, $j] = @a[$j, $i] }
@@ -686,6 +698,7 @@ sub inject {
         $f->{t0} = now();
         $env->{httpd}{$name}->graceful;
         sleep 0.3;
+        $f->{error} = "$name died in its graceful restart" unless $env->{httpd}{$name}->running;
         $f->{t1} = now();
     }
     elsif ($kind eq 'backend_kill9') {
@@ -712,6 +725,12 @@ sub inject {
         delete $h->{pid};
         sleep 0.001 while now() < $f->{t0} + $down;
         eval { $h->respawn; 1 } or do { $f->{error} = "respawn: $@"; sleep 1; eval { $h->respawn } };
+        # an open port is not enough: until its MPM runs, httpd has no SIGUSR1
+        # handler, and a graceful restart right after the respawn ended it
+        # (seen: a back end gone for 33 s, then 994 answers 503 while the
+        # other one was killed)
+        MsmTest::wait_until(sub { _answers($h->port) }, timeout => 10, interval => 0.05)
+            or $f->{error} //= "back end $name does not answer after its respawn";
         $f->{t1} = now();
     }
     else { croak "unknown fault $kind" }
