@@ -162,8 +162,8 @@ static const char *set_timeout(cmd_parms *cmd, void *dummy, const char *arg)
     return err;
 }
 
-static const char *set_credentials(cmd_parms *cmd, const char *user,
-                                   const char *password)
+static const char *set_auth(cmd_parms *cmd, void *dummy, const char *user,
+                            const char *password)
 {
     const char *err = msm_mc_auth_problem(user, password);
 
@@ -173,12 +173,6 @@ static const char *set_credentials(cmd_parms *cmd, const char *user,
     server_conf(cmd)->auth_user = user;
     server_conf(cmd)->auth_password = password;
     return NULL;
-}
-
-static const char *set_auth(cmd_parms *cmd, void *dummy, const char *user,
-                            const char *password)
-{
-    return set_credentials(cmd, user, password);
 }
 
 /* The first line that is not empty or a comment: "user:password", as in
@@ -225,8 +219,8 @@ static const char *set_auth_file(cmd_parms *cmd, void *dummy,
                             "user:password", cmd->cmd->name, arg);
     }
     *colon = '\0';
-    return set_credentials(cmd, apr_pstrdup(cmd->pool, line),
-                           apr_pstrdup(cmd->pool, colon + 1));
+    return set_auth(cmd, dummy, apr_pstrdup(cmd->pool, line),
+                    apr_pstrdup(cmd->pool, colon + 1));
 }
 
 static const char *set_prefix(cmd_parms *cmd, void *dummy, const char *arg)

@@ -3,8 +3,9 @@
  * CPU (this process plus the memcached it talks to) per operation.
  *
  *   make mc_bench
- *   ./mc_bench -a 127.0.0.1:11211 -a unix:/tmp/mc.sock [-n 20000] [-r 5]
- *       -a  a memcached address (repeatable; the runs alternate between them)
+ *   ./mc_bench -a t:127.0.0.1:11211 -a u:unix:/tmp/mc.sock [-n 20000] [-r 5]
+ *       -a  a node as MsmNodes writes it (repeatable; the runs alternate
+ *           between them)
  *       -p  memcached's pid for each -a, in the same order (its CPU is
  *           read from /proc/<pid>/stat; without it only this process's)
  *       -n  gets per run, -r runs per address, -l value bytes (1000)
@@ -23,6 +24,7 @@
 #include <apr_time.h>
 
 #include "msm_mc.h"
+#include "msm_nodes.h"
 
 #define MAX_ADDRS 4
 #define MAX_RUNS 64
@@ -69,21 +71,21 @@ static double proc_cpu_us(long pid)
     return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
 
-static apr_status_t resolve(apr_pool_t *p, target_t *t)
+/* The node's address, through MsmNodes' own parser; NULL and a message on
+ * stderr if it is not one. */
+static const char *resolve(apr_pool_t *p, target_t *t)
 {
-    if (strncmp(t->spec, "unix:", 5) == 0) {
-        return apr_sockaddr_info_get(&t->addr, t->spec + 5, APR_UNIX, 0, 0, p);
+    char *const words[] = { (char *)t->spec };
+    msm_nodes_t *nodes;
+    const char *err = msm_nodes_parse(p, 1, words, &nodes);
+
+    if (err == NULL) {
+        err = msm_nodes_resolve(nodes, p);
     }
-    {
-        char *host, *scope;
-        apr_port_t port;
-        apr_status_t rv = apr_parse_addr_port(&host, &scope, &port, t->spec,
-                                              p);
-        if (rv != APR_SUCCESS || host == NULL || port == 0) {
-            return rv != APR_SUCCESS ? rv : APR_EINVAL;
-        }
-        return apr_sockaddr_info_get(&t->addr, host, APR_UNSPEC, port, 0, p);
+    if (err == NULL) {
+        t->addr = nodes->node[0].addr;
     }
+    return err;
 }
 
 static int one_run(apr_pool_t *parent, target_t *t, int run, int n,
@@ -166,8 +168,9 @@ int main(int argc, char **argv)
     apr_initialize();
     apr_pool_create(&pool, NULL);
     for (i = 0; i < nt; i++) {
-        if (resolve(pool, &t[i]) != APR_SUCCESS) {
-            fprintf(stderr, "%s: cannot resolve\n", t[i].spec);
+        const char *err = resolve(pool, &t[i]);
+        if (err) {
+            fprintf(stderr, "%s: %s\n", t[i].spec, err);
             return 1;
         }
     }

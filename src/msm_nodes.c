@@ -80,7 +80,7 @@ static const char *parse_tcp(apr_pool_t *p, const char *word,
 /* "id:host:port", "id:[v6]:port", "id:unix:/path" */
 static const char *parse_node(apr_pool_t *p, const char *word, msm_node_t *n)
 {
-    const char *colon = strchr(word, ':');
+    const char *colon = strchr(word, ':'), *path;
 
     if (colon == NULL) {
         return apr_psprintf(p, "'%s' is not id:host:port", word);
@@ -90,10 +90,11 @@ static const char *parse_node(apr_pool_t *p, const char *word, msm_node_t *n)
         return apr_psprintf(p, "node id '%s' must be 1-16 of A-Z a-z 0-9 _",
                             n->id);
     }
+    /* "unix:<digits>" is a host named unix */
+    path = colon + 1 + strlen(UNIX_PREFIX);
     if (strncmp(colon + 1, UNIX_PREFIX, strlen(UNIX_PREFIX)) == 0
-        && colon[1 + strlen(UNIX_PREFIX)] != '\0'
-        && !apr_isdigit(colon[1 + strlen(UNIX_PREFIX)])) {
-        return parse_unix(p, word, colon + 1 + strlen(UNIX_PREFIX), n);
+        && *path != '\0' && !apr_isdigit(*path)) {
+        return parse_unix(p, word, path, n);
     }
     return parse_tcp(p, word, colon + 1, n);
 }
@@ -474,18 +475,17 @@ static int once_per(volatile apr_uint64_t *last_at,
 int msm_nodes_learn_due(msm_nodes_t *nodes, apr_interval_time_t interval,
                         apr_time_t now)
 {
-    msm_node_shared_t *sh = nodes->node[0].shared;
+    volatile apr_uint64_t *learn_at = &nodes->node[0].shared->learn_at;
 
-    if (!apr_atomic_read32(&sh->learned)) {
-        return 2;
+    if (apr_atomic_read64(learn_at) == 0) {
+        return 2;                       /* never learned yet */
     }
-    return once_per(&sh->learn_at, interval, now);
+    return once_per(learn_at, interval, now);
 }
 
 void msm_nodes_learned(msm_nodes_t *nodes, apr_time_t now)
 {
     apr_atomic_set64(&nodes->node[0].shared->learn_at, (apr_uint64_t)now);
-    apr_atomic_set32(&nodes->node[0].shared->learned, 1);
 }
 
 int msm_nodes_all_dead_log_due(msm_nodes_t *nodes, apr_time_t now)

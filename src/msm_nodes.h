@@ -26,8 +26,8 @@ typedef struct msm_node_shared {
     volatile apr_uint64_t since;        /* apr_time_t of the last change */
     volatile apr_uint64_t last_failure; /* apr_time_t of the last failed op */
     volatile apr_uint64_t all_dead_logged;  /* see msm_nodes_all_dead_log_due */
-    volatile apr_uint64_t learn_at;     /* see msm_nodes_learn_due */
-    volatile apr_uint32_t learned;      /* see msm_nodes_learned */
+    volatile apr_uint64_t learn_at;     /* see msm_nodes_learn_due; 0 until
+                                         * msm_nodes_learned */
     volatile apr_uint64_t ops;
     volatile apr_uint64_t errors;
     volatile apr_uint64_t timeouts;

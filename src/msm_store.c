@@ -625,23 +625,22 @@ static int parse_failures(msm_store_ctx_t *ctx, const char *text,
 }
 
 /* Merges this server's failures into the list; 1 if it changed. */
-static int merge_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                          failure_t *list, int *count)
+static int merge_failures(const msm_store_conf_t *c, failure_t *list,
+                          int *count)
 {
     int i, j, changed = 0;
 
     for (i = 0; i < c->nodes->count; i++) {
         const msm_node_t *n = &c->nodes->node[i];
         apr_time_t at = msm_node_last_failure(n);
-        const char *addr = n->address;
 
         if (at == 0) {
             continue;
         }
-        for (j = 0; j < *count && strcmp(list[j].addr, addr) != 0; j++) {
+        for (j = 0; j < *count && strcmp(list[j].addr, n->address) != 0; j++) {
         }
         if (j == *count && *count < FAILURES_MAX) {
-            list[(*count)++].addr = addr;
+            list[(*count)++].addr = n->address;
             list[j].at = 0;
         }
         if (j < *count && list[j].at < at) {
@@ -665,16 +664,15 @@ static const char *format_failures(msm_store_ctx_t *ctx,
     return text;
 }
 
-static void apply_failures(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
-                           const failure_t *list, int count)
+static void apply_failures(const msm_store_conf_t *c, const failure_t *list,
+                           int count)
 {
     int i, j;
 
     for (j = 0; j < c->nodes->count; j++) {
         msm_node_t *n = &c->nodes->node[j];
-        const char *addr = n->address;
         for (i = 0; i < count; i++) {
-            if (strcmp(addr, list[i].addr) == 0) {
+            if (strcmp(n->address, list[i].addr) == 0) {
                 msm_node_learn_failure(n, list[i].at);
             }
         }
@@ -700,8 +698,8 @@ static void exchange_with(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
             return;
         }
-        apply_failures(c, ctx, list, count);
-        if (!merge_failures(c, ctx, list, &count)) {
+        apply_failures(c, list, count);
+        if (!merge_failures(c, list, &count)) {
             return;                     /* it knows them all */
         }
         text = format_failures(ctx, list, count);
