@@ -45,8 +45,7 @@ $auth
 </Location>
 EOF
 }
-sub hex_of { my $c = shift // ''; return $c =~ /^([0-9a-f]{32})/ ? $1 : '' }
-sub holds  { my ($mc, $hex) = @_; return scalar grep { index($_, $hex) >= 0 } eval { $mc->keys } }
+sub hex_of { MsmTest::cookie_hex(@_) // '' }
 
 # ---- the right credentials, from a file
 my $h = app(21326, 'right', "MsmAuthFile $authfile");
@@ -56,7 +55,7 @@ $c->get('/msm/app.cgi?op=set&k=data&v=authenticated');
 my $sid = $c->cookie('MSMSESSION') // '';
 my $r = $c->get('/msm/app.cgi?op=read');
 ok((($r->session // {})->{data} // '') eq 'authenticated', 'a session written and read back');
-ok(MsmTest::wait_until(sub { holds($mc{a1}, hex_of($sid)) && holds($mc{a2}, hex_of($sid)) }, timeout => 5),
+ok(MsmTest::wait_until(sub { $mc{a1}->holds(hex_of($sid)) && $mc{a2}->holds(hex_of($sid)) }, timeout => 5),
    'its primary and its backup are on the two -Y nodes');
 my $status = MsmTest::client(base => $h->url)->get('/msm-status?format=prometheus')->body // '';
 $status .= MsmTest::client(base => $h->url)->get('/msm-status')->body // '';
@@ -90,7 +89,7 @@ ok(MsmTest::wait_nodes_live([qw(a1 a2)], base => $h->url), 'a1 with -Y and a2 wi
 $c = MsmTest::client(base => $h->url);
 $c->get('/msm/app.cgi?op=set&k=data&v=mixed');
 $sid = $c->cookie('MSMSESSION') // '';
-my $held = MsmTest::wait_until(sub { holds($mc{a2}, hex_of($sid)) }, timeout => 5);
+my $held = MsmTest::wait_until(sub { $mc{a2}->holds(hex_of($sid)) }, timeout => 5);
 my @items = eval { $mc{a2}->keys };
 ok($held && !grep({ /msm-auth/ } @items) && !defined $mc{a2}->get('msm-auth'),
    'the node without -Y holds a copy of the session, and no item with the credentials ('

@@ -43,17 +43,11 @@ plan tests => 56, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' 
 my $T0 = time;
 
 # ------------------------------------------------------------------ helpers
-sub hex_of  { my $c = shift // ''; return $c =~ /^([0-9a-f]{32})/ ? $1 : undef }
-sub node_of { my $c = shift // ''; return $c =~ /^[0-9a-f]{32}-([A-Za-z0-9_]+)/ ? $1 : undef }
+sub hex_of  { MsmTest::cookie_hex(@_) }
+sub node_of { MsmTest::cookie_node(@_) }
 # the log tag: printf %s HEX | sha1sum | cut -c1-8
 sub tag_of  { my $h = hex_of(shift) // return ''; return substr(Digest::SHA::sha1_hex($h), 0, 8) }
 
-# any key on this memcached that contains the hex (whatever the key format)
-sub holds {
-    my ($mc, $hex) = @_;
-    my @k = eval { $mc->keys };
-    return scalar grep { index($_, $hex) >= 0 } @k;
-}
 
 # MsmNodes order matters (backup = next node): [[id, port], ...]
 sub app_httpd {
@@ -255,11 +249,11 @@ sub relay {
     my ($hex, $P) = (hex_of($sid), node_of($sid) // 'n1');
     my $B = $next{$P};
     my $C = $next{$B};
-    ok($hex && MsmTest::wait_until(sub { holds($mc{$B}, $hex) }, timeout => 5),
+    ok($hex && MsmTest::wait_until(sub { $mc{$B}->holds($hex) }, timeout => 5),
        "2: session on $P (tag " . tag_of($sid) . "), its backup on $B");
     $mc{$B}->stop;
     $r = $c->get('/msm/app.cgi?op=set&k=data&v=v2');
-    ok($r->status == 200 && MsmTest::wait_until(sub { holds($mc{$C}, $hex) }, timeout => 5),
+    ok($r->status == 200 && MsmTest::wait_until(sub { $mc{$C}->holds($hex) }, timeout => 5),
        "2: with $B down, a save (v2) put the backup one node further, on $C");
     $mc{$B}->restart;
     ok(MsmTest::wait_nodes_live([$B], base => $h->url), "2: $B back (empty) and live");
@@ -291,7 +285,7 @@ sub relay {
        '3: httpd with n1-n3 (21610-21612) up, nodes live');
     my ($c, $sid, $r) = create($url, 'op=set&k=data&v=before-move');
     my ($hex, $X) = (hex_of($sid), node_of($sid) // 'n1');
-    ok($hex && MsmTest::wait_until(sub { holds($mc{ $next{$X} }, $hex) }, timeout => 5),
+    ok($hex && MsmTest::wait_until(sub { $mc{ $next{$X} }->holds($hex) }, timeout => 5),
        "3: session on $X (tag " . tag_of($sid) . "), backup on $next{$X}");
     $mc{$X}->sigstop;
     $mc{$X}->wait_stopped or diag("$X: not all memcached threads stopped yet");
@@ -336,14 +330,14 @@ sub relay {
         last if (node_of($sid) // '') eq 'n1';
     }
     my $hex = hex_of($sid) // 'none';
-    ok((node_of($sid) // '') eq 'n1' && MsmTest::wait_until(sub { holds($mc{n2}, $hex) }, timeout => 5),
+    ok((node_of($sid) // '') eq 'n1' && MsmTest::wait_until(sub { $mc{n2}->holds($hex) }, timeout => 5),
        '4: session on n1 (tag ' . tag_of($sid) . '), backup v1 on n2');
     $relay->stop;                        # n2 cut off, with its copy
     $r = $c->get('/msm/app.cgi?op=set&k=data&v=v2');
-    ok($r->status == 200 && MsmTest::wait_until(sub { holds($mc{n3}, $hex) }, timeout => 5),
+    ok($r->status == 200 && MsmTest::wait_until(sub { $mc{n3}->holds($hex) }, timeout => 5),
        '4: n2 cut off: the save of v2 put its backup on n3');
     $relay = relay('n2', 21619, 21616);
-    ok(MsmTest::wait_nodes_live(['n2'], base => $url) && holds($mc{n2}, $hex),
+    ok(MsmTest::wait_nodes_live(['n2'], base => $url) && $mc{n2}->holds($hex),
        '4: n2 reachable again, still holding the older copy');
     $mc{n1}->kill9;
     $r = with_cookie($url, $sid);
@@ -531,7 +525,7 @@ EOF
     my $X = node_of($rsid) // 'n1';
     my %next = (n1 => 'n2', n2 => 'n3', n3 => 'n1');
     $hexes{ hex_of($rsid) // 'z' } = 'relocated';
-    MsmTest::wait_until(sub { holds($mc{ $next{$X} }, hex_of($rsid) // 'z') }, timeout => 5);
+    MsmTest::wait_until(sub { $mc{ $next{$X} }->holds(hex_of($rsid) // 'z') }, timeout => 5);
     $mc{$X}->kill9;
     $r = $cr->get('/msm/app.cgi?op=read');
     my $moved = $cr->cookie('MSMSESSION') // '';
@@ -729,7 +723,7 @@ EOF
     ok((node_of($sid) // '') eq 'n3' && $r->status == 200 && (data_of($r) // '') eq 'before-move'
        && (node_of($moved) // 'n3') ne 'n3' && $lo->status == 200
        && MsmTest::wait_nodes_live(['n3'], base => $url, timeout => 10)
-       && holds($mc{n3}, hex_of($sid)),
+       && $mc{n3}->holds(hex_of($sid)),
        '9: session on n3 (tag ' . tag_of($sid) . '); n3 hung, a read moved it to '
        . (node_of($moved) // '?') . ', logout; n3 back with its old copy')
         or diag($r->dump . "\n" . log_about($h1, $sid));

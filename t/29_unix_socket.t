@@ -34,9 +34,8 @@ MsmNodeRetry 1
 EOF
 my $url = $h->url;
 
-sub node_of { my $c = shift // ''; return $c =~ /^[0-9a-f]{32}-(\w+)$/ ? $1 : '' }
-sub hex_of  { my $c = shift // ''; return $c =~ /^([0-9a-f]{32})/ ? $1 : '' }
-sub holds   { my ($mc, $hex) = @_; return scalar grep { index($_, $hex) >= 0 } eval { $mc->keys } }
+sub node_of { MsmTest::cookie_node(@_) // '' }
+sub hex_of  { MsmTest::cookie_hex(@_) // '' }
 sub data_of { my $r = shift; return (($r->session // {})->{data}) }
 # a new session holding data=$value whose primary is $node: (client, cookie)
 sub session_on {
@@ -68,8 +67,8 @@ like($prom, qr/^msm_node_up\{list="\d+",node="u1",address="unix:\Q$sock\E",trans
 # ---- a session whose primary is u1 (backup on t2)
 my ($c, $sid) = session_on('u1', 'over-the-socket');
 my $hex = hex_of($sid);
-ok(node_of($sid) eq 'u1' && holds($u1, $hex)
-   && MsmTest::wait_until(sub { holds($t2, $hex) }, timeout => 5),
+ok(node_of($sid) eq 'u1' && $u1->holds($hex)
+   && MsmTest::wait_until(sub { $t2->holds($hex) }, timeout => 5),
    'a session on u1 (its copy in the socket memcached), backup on t2');
 my $r = $c->get('/msm/app.cgi?op=read');
 is(data_of($r), 'over-the-socket', 'read back over the socket');
@@ -113,7 +112,7 @@ ok($r->status == 200 && $ro->status == 200 && !defined data_of($ro),
 
 # ---- a session on t2 whose backup is on u1: t2 killed, u1 serves it
 my ($c2, $sid2) = session_on('t2', 'backed-up-on-the-socket');
-ok(node_of($sid2) eq 't2' && MsmTest::wait_until(sub { holds($u1, hex_of($sid2)) }, timeout => 5),
+ok(node_of($sid2) eq 't2' && MsmTest::wait_until(sub { $u1->holds(hex_of($sid2)) }, timeout => 5),
    'a session on t2 with its backup in the socket memcached u1');
 $t2->kill9;
 $r = $c2->get('/msm/app.cgi?op=read');

@@ -685,6 +685,12 @@ sub keys {
     return sort map { $_->{key} } $self->dump;
 }
 
+# how many keys contain $hex (a session's 32 hex digits), whatever the key format
+sub holds {
+    my ($self, $hex) = @_;
+    return scalar grep { index($_, $hex) >= 0 } eval { $self->keys };
+}
+
 # per-prefix statistics ("stats detail dump"; the instance runs with -D - and
 # "stats detail on"): { prefix => { get, hit, set, del } }. Counts no operation.
 sub prefix_stats {
@@ -1290,6 +1296,7 @@ sub wait_nodes_live {
 #   MsmTest::make_copy(payload => 'a=1' [, kind => 'S', version => 1,
 #                      written => µs (default now), primary => 'n1'])  a value to plant
 #   $mc->copy($cookie [, $prefix])   parse_copy of what the node holds (counts as a get)
+#   $mc->holds($hex)                 how many of the node's keys contain $hex (any key format)
 #   MsmTest::ids_in($text)           the 32-hex-digit strings in $text (session ids, which
 #                                    must never be logged), each once
 package MsmTest;
