@@ -10,7 +10,7 @@ secs=${1:-120}
 out=${FUZZ_OUT:-$(mktemp -d /tmp/msm-fuzz.XXXXXX)}
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
         $(apr-1-config --cppflags --includes) $(apu-1-config --includes) -I../src"
-LIBS="$(apu-1-config --link-ld) $(apr-1-config --link-ld)"
+LIBS="$(apu-1-config --link-ld) $(apr-1-config --link-ld) $(pkg-config --libs libssl libcrypto)"
 status=0
 for target in reply cookie copy; do
     case $target in

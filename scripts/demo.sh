@@ -53,7 +53,7 @@ echo "== installing packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq apache2 apache2-dev apache2-utils memcached autoconf \
-    automake libtool make gcc perl curl >/dev/null
+    automake libtool pkg-config libssl-dev openssl make gcc perl curl >/dev/null
 
 echo "== building mod_msm"
 cd "$ROOT"
