@@ -49,6 +49,16 @@ static void log_no_gat(void *baton)
     }
 }
 
+static void count_handshake(void *baton, int resumed)
+{
+    msm_node_t *n = baton;
+
+    apr_atomic_inc64(&n->shared->tls_handshakes);
+    if (resumed) {
+        apr_atomic_inc64(&n->shared->tls_resumed);
+    }
+}
+
 static void log_no_meta(void *baton)
 {
     msm_node_t *n = baton;
@@ -635,8 +645,15 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
         msm_nodes_t *nodes = APR_ARRAY_IDX(all, i, msm_nodes_t *);
         for (j = 0; j < nodes->count; j++) {
             msm_node_t *n = &nodes->node[j];
-            msm_mc_observer_t obs = { NULL, log_no_gat, log_no_meta, n };
-            apr_status_t rv = msm_mc_server_create(pchild, n->addr,
+            msm_mc_observer_t obs;
+            apr_status_t rv;
+
+            memset(&obs, 0, sizeof(obs));
+            obs.no_gat = log_no_gat;
+            obs.no_meta = log_no_meta;
+            obs.handshake = count_handshake;
+            obs.baton = n;
+            rv = msm_mc_server_create(pchild, n->addr,
                                                    nodes->timeout,
                                    MSM_STORE_ITEM_MAX(nodes->max_value),
                                                    threads > 0 ? threads : 1,
@@ -645,9 +662,14 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
                 ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MSMLOGNO(00102)
                              "cannot set up memcached node %s", n->id);
             }
-            else if (nodes->auth_user) {
-                msm_mc_server_set_auth(n->mc, nodes->auth_user,
-                                       nodes->auth_password);
+            else {
+                if (n->tls_name) {
+                    msm_mc_server_set_tls(n->mc, nodes->tls, n->tls_name);
+                }
+                if (nodes->auth_user) {
+                    msm_mc_server_set_auth(n->mc, nodes->auth_user,
+                                           nodes->auth_password);
+                }
             }
         }
     }

@@ -21,6 +21,7 @@
 #include "msm_stats.h"
 #include "msm_store.h"
 #include "msm_tier.h"
+#include "msm_tls.h"
 
 /* Log message numbers: "MSM" and five digits, like httpd's APLOGNO. */
 #define MSMLOGNO(n) "MSM" #n ": "
@@ -67,6 +68,9 @@ typedef struct msm_server_conf {
     apr_int64_t sticky_slot;        /* MsmStickyCache slot size */
     const char *auth_user;          /* MsmAuth / MsmAuthFile */
     const char *auth_password;
+    int tls;                        /* MsmTLS */
+    msm_tls_files_t tls_files;      /* MsmTLS*File (absolute paths) */
+    const char *tls_name;           /* MsmTLSVerifyName */
 
     /* Resolved at check_config/post_config. */
     msm_store_conf_t store;

@@ -24,6 +24,7 @@ void *msm_create_server_conf(apr_pool_t *p, server_rec *s)
     c->sticky = MSM_UNSET;
     c->sticky_bytes = MSM_UNSET;
     c->sticky_slot = MSM_UNSET;
+    c->tls = MSM_UNSET;
     return c;
 }
 
@@ -55,6 +56,11 @@ void *msm_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->auth_user = add->auth_user ? add->auth_user : base->auth_user;
     c->auth_password = add->auth_user ? add->auth_password
                                       : base->auth_password;
+    c->tls = MERGE_NUM(tls);
+    c->tls_files.ca = MERGE_PTR(tls_files.ca);
+    c->tls_files.cert = MERGE_PTR(tls_files.cert);
+    c->tls_files.key = MERGE_PTR(tls_files.key);
+    c->tls_name = MERGE_PTR(tls_name);
     return c;
 }
 
@@ -221,6 +227,44 @@ static const char *set_auth_file(cmd_parms *cmd, void *dummy,
     *colon = '\0';
     return set_auth(cmd, dummy, apr_pstrdup(cmd->pool, line),
                     apr_pstrdup(cmd->pool, colon + 1));
+}
+
+static const char *set_tls(cmd_parms *cmd, void *dummy, int flag)
+{
+    server_conf(cmd)->tls = flag;
+    return NULL;
+}
+
+/* MsmTLSCACertificateFile, MsmTLSCertificateFile, MsmTLSCertificateKeyFile:
+ * cmd->info is the field's offset in msm_tls_files_t. Read as root at
+ * start-up, like mod_ssl's files. */
+static const char *set_tls_file(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    apr_file_t *f;
+
+    if (path == NULL
+        || apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->temp_pool)
+           != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: cannot read '%s'", cmd->cmd->name,
+                            arg);
+    }
+    apr_file_close(f);
+    *(const char **)((char *)&server_conf(cmd)->tls_files
+                     + (apr_size_t)cmd->info) = path;
+    return NULL;
+}
+
+static const char *set_tls_name(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err = msm_tls_name_problem(arg);
+
+    if (err) {
+        return apr_psprintf(cmd->pool, "%s: '%s' %s", cmd->cmd->name, arg,
+                            err);
+    }
+    server_conf(cmd)->tls_name = arg;
+    return NULL;
 }
 
 static const char *set_prefix(cmd_parms *cmd, void *dummy, const char *arg)
@@ -498,6 +542,21 @@ const command_rec msm_cmds[] = {
         "memcached's authentication (memcached -Y): user and password"),
     AP_INIT_TAKE1("MsmAuthFile", set_auth_file, NULL, RSRC_CONF,
         "memcached's authentication from a file holding user:password"),
+    AP_INIT_FLAG("MsmTLS", set_tls, NULL, RSRC_CONF,
+        "TLS to the memcached nodes (default Off); never clear text instead"),
+    AP_INIT_TAKE1("MsmTLSCACertificateFile", set_tls_file,
+        (void *)APR_OFFSETOF(msm_tls_files_t, ca), RSRC_CONF,
+        "PEM file of the CAs that sign the nodes' certificates (default: the "
+        "system's trust store)"),
+    AP_INIT_TAKE1("MsmTLSCertificateFile", set_tls_file,
+        (void *)APR_OFFSETOF(msm_tls_files_t, cert), RSRC_CONF,
+        "PEM client certificate (chain) for memcached's ssl_verify_mode"),
+    AP_INIT_TAKE1("MsmTLSCertificateKeyFile", set_tls_file,
+        (void *)APR_OFFSETOF(msm_tls_files_t, key), RSRC_CONF,
+        "PEM private key of MsmTLSCertificateFile"),
+    AP_INIT_TAKE1("MsmTLSVerifyName", set_tls_name, NULL, RSRC_CONF,
+        "the name the nodes' certificates must hold (default: each node's "
+        "host)"),
     AP_INIT_TAKE1("MsmKeyPrefix", set_prefix, NULL, RSRC_CONF,
         "prefix of every memcached key (default none)"),
     AP_INIT_TAKE1("MsmIdleTimeout", set_idle, NULL, RSRC_CONF,
@@ -543,6 +602,9 @@ typedef struct {
     apr_size_t max_value;
     const apr_array_header_t *failover;
     const char *auth_user, *auth_password;
+    int tls;
+    msm_tls_files_t tls_files;
+    const char *tls_name;
 } nodes_usage_t;
 
 static int same_string(const char *a, const char *b)
@@ -555,7 +617,11 @@ static int same_usage(const nodes_usage_t *a, const nodes_usage_t *b)
     return a->timeout == b->timeout && a->retry == b->retry
         && a->max_value == b->max_value && a->failover == b->failover
         && same_string(a->auth_user, b->auth_user)
-        && same_string(a->auth_password, b->auth_password);
+        && same_string(a->auth_password, b->auth_password)
+        && a->tls == b->tls && same_string(a->tls_name, b->tls_name)
+        && same_string(a->tls_files.ca, b->tls_files.ca)
+        && same_string(a->tls_files.cert, b->tls_files.cert)
+        && same_string(a->tls_files.key, b->tls_files.key);
 }
 
 static msm_nodes_t *nodes_for(apr_pool_t *p, apr_hash_t *seen,
@@ -589,6 +655,31 @@ static int route_fits(const msm_nodes_t *nodes, const char *route)
     return MSM_ID_HEX_LEN + 2 + longest + strlen(route) <= MSM_COOKIE_MAX;
 }
 
+/* MsmTLS On: one context for the list (made once, before the children
+ * fork, so that the files can be readable by root only), and the name
+ * each TCP node's certificate must hold. */
+static const char *use_tls(apr_pool_t *p, msm_nodes_t *nodes,
+                           const nodes_usage_t *use)
+{
+    const char *err;
+    int i;
+
+    if (!use->tls) {
+        return NULL;
+    }
+    if (nodes->tls == NULL
+        && (err = msm_tls_ctx_make(p, &use->tls_files, &nodes->tls)) != NULL) {
+        return err;
+    }
+    for (i = 0; i < nodes->count; i++) {
+        msm_node_t *n = &nodes->node[i];
+        if (strcmp(n->transport, "tcp") == 0) {
+            n->tls_name = use->tls_name ? use->tls_name : n->host;
+        }
+    }
+    return NULL;
+}
+
 static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
                                    msm_server_conf_t *c)
 {
@@ -603,12 +694,18 @@ static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
     use.failover = c->failover;
     use.auth_user = c->auth_user;
     use.auth_password = c->auth_password;
+    use.tls = c->tls == 1;
+    use.tls_files = c->tls_files;
+    use.tls_name = c->tls_name;
     nodes = nodes_for(p, seen, c->nodes, &use);
     nodes->timeout = use.timeout;
     nodes->retry = use.retry;
     nodes->max_value = use.max_value;
     nodes->auth_user = use.auth_user;
     nodes->auth_password = use.auth_password;
+    if ((err = use_tls(p, nodes, &use)) != NULL) {
+        return err;
+    }
     err = msm_nodes_set_failover(p, nodes, c->failover ? c->failover->nelts : 0,
                                  c->failover ? (char *const *)c->failover->elts
                                              : NULL);

@@ -107,6 +107,12 @@ static const struct {
     { "timeouts", "msm_node_timeouts_total",
       "Operations that ran past MsmOperationTimeout",
       offsetof(msm_node_shared_t, timeouts) },
+    { "tls_handshakes", "msm_node_tls_handshakes_total",
+      "TLS handshakes with the node, resumed ones included (MsmTLS)",
+      offsetof(msm_node_shared_t, tls_handshakes) },
+    { "tls_resumed", "msm_node_tls_resumptions_total",
+      "TLS handshakes that resumed an earlier session",
+      offsetof(msm_node_shared_t, tls_resumed) },
 };
 #define NNODECOUNTERS (sizeof(node_counters) / sizeof(node_counters[0]))
 
@@ -130,9 +136,9 @@ static void json_node(request_rec *r, void *baton, int list,
     apr_size_t i;
 
     ap_rprintf(r, "%s\n    {\"list\": %d, \"id\": \"%s\", \"address\": "
-               "\"%s\", \"transport\": \"%s\", \"live\": %s, \"since\": %"
-               APR_UINT64_T_FMT, *first ? "" : ",", list, n->id, n->address,
-               n->transport,
+               "\"%s\", \"transport\": \"%s\", \"tls\": %s, \"live\": %s, "
+               "\"since\": %" APR_UINT64_T_FMT, *first ? "" : ",", list, n->id,
+               n->address, n->transport, n->tls_name ? "true" : "false",
                msm_node_is_live(n) ? "true" : "false", node_since(n));
     for (i = 0; i < NNODECOUNTERS; i++) {
         ap_rprintf(r, ", \"%s\": %" APR_UINT64_T_FMT, node_counters[i].name,
@@ -216,8 +222,8 @@ static void write_json(request_rec *r)
 static const char *prom_labels(request_rec *r, int list, const msm_node_t *n)
 {
     return apr_psprintf(r->pool, "list=\"%d\",node=\"%s\",address=\"%s\","
-                        "transport=\"%s\"", list, n->id, n->address,
-                        n->transport);
+                        "transport=\"%s\",tls=\"%s\"", list, n->id,
+                        n->address, n->transport, n->tls_name ? "on" : "off");
 }
 
 static void prom_header(request_rec *r, const char *name, const char *type,

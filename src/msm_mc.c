@@ -1,6 +1,9 @@
 #include "msm_mc.h"
+#include "msm_tls.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +12,9 @@
 #include <apr_portable.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define LINE_MAX_LEN   1024          /* longest reply line we accept */
 #define BUF_INITIAL    (16 * 1024)
@@ -235,6 +241,8 @@ struct msm_mc_conn {
     apr_size_t cap;
     apr_interval_time_t timeo[2];   /* what SO_SNDTIMEO, SO_RCVTIMEO hold */
     int reused;
+    SSL *ssl;                       /* MsmTLS: the socket is non-blocking
+                                     * and waits are poll()s */
     msm_mc_conn_t *next;
 };
 
@@ -254,6 +262,11 @@ struct msm_mc_server {
     msm_mc_observer_t observer;
     char *auth;                     /* the whole set request, or NULL */
     apr_size_t auth_len;
+    SSL_CTX *tls;                   /* MsmTLS: the node list's context */
+    const char *tls_name;           /* what the certificate must name */
+    int tls_name_is_ip;
+    SSL_SESSION *tls_session;       /* the newest, for resumption */
+    volatile apr_uint32_t tls_no_resume;    /* the node refused one */
 };
 
 int msm_mc_node_failed(apr_status_t rv)
@@ -268,7 +281,13 @@ int msm_mc_node_failed(apr_status_t rv)
  * cleanups run. */
 static apr_status_t server_cleanup(void *data)
 {
-    msm_mc_server_close_idle(data);
+    msm_mc_server_t *s = data;
+
+    msm_mc_server_close_idle(s);
+    if (s->tls_session) {
+        SSL_SESSION_free(s->tls_session);
+        s->tls_session = NULL;
+    }
     return APR_SUCCESS;
 }
 
@@ -292,6 +311,12 @@ static void server_unlock(msm_mc_server_t *s)
 
 static void conn_close(msm_mc_server_t *s, msm_mc_conn_t *c)
 {
+    if (c->ssl) {
+        /* No close_notify (memcached needs none), but marked as shut down:
+         * else SSL_free takes the session as bad and it cannot resume. */
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(c->ssl);
+    }
     apr_socket_close(c->sock);
     free(c->buf);
     server_lock(s);             /* the pool's parent is shared by threads */
@@ -328,9 +353,11 @@ static apr_status_t conn_timeo(msm_mc_conn_t *c, int which,
 
 static apr_status_t conn_authenticate(msm_mc_server_t *s, msm_mc_conn_t *c,
                                       apr_time_t deadline);
+static apr_status_t tls_handshake(msm_mc_server_t *s, msm_mc_conn_t *c,
+                                  apr_time_t deadline, int *offered);
 
-static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
-                              msm_mc_conn_t **out)
+static apr_status_t conn_open_once(msm_mc_server_t *s, apr_time_t deadline,
+                                   msm_mc_conn_t **out, int *offered)
 {
     apr_pool_t *cp;
     msm_mc_conn_t *c;
@@ -360,9 +387,11 @@ static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
         rv = apr_socket_connect(c->sock, s->addr);
     }
     if (rv == APR_SUCCESS) {
-        /* Blocking from now on; the deadline lives in SO_*TIMEO so that an
-         * operation is one write and one read, without poll(). */
-        rv = apr_socket_timeout_set(c->sock, -1);
+        /* Plain: blocking from now on; the deadline lives in SO_*TIMEO so
+         * that an operation is one write and one read, without poll().
+         * TLS: non-blocking, because one SSL_read may take several reads,
+         * each of which SO_RCVTIMEO would allow the whole timeout. */
+        rv = apr_socket_timeout_set(c->sock, s->tls ? 0 : -1);
     }
     if (rv == APR_SUCCESS) {
         apr_os_sock_get(&fd, c->sock);
@@ -371,10 +400,16 @@ static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
         c->cap = BUF_INITIAL;
         rv = c->buf ? APR_SUCCESS : APR_ENOMEM;
     }
+    if (rv == APR_SUCCESS && s->tls) {
+        rv = tls_handshake(s, c, deadline, offered);
+    }
     if (rv == APR_SUCCESS && s->auth) {
         rv = conn_authenticate(s, c, deadline);
     }
     if (rv != APR_SUCCESS) {
+        if (c->ssl) {
+            SSL_free(c->ssl);
+        }
         if (c->sock) {
             apr_socket_close(c->sock);
         }
@@ -386,6 +421,30 @@ static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
     }
     *out = c;
     return APR_SUCCESS;
+}
+
+static int is_tls_refusal(apr_status_t rv)
+{
+    return rv == MSM_MC_ETLS
+        || (rv > MSM_MC_ETLS_SSL && rv < MSM_MC_ETLS_SSL + MSM_MC_ETLS_SSL_RANGE);
+}
+
+/* A new connection, authenticated and in TLS as configured. memcached
+ * 1.6 with ssl_verify_mode but without ssl_session_cache answers a
+ * resumed handshake with an "internal error" alert: when a handshake that
+ * offered a session fails that way, the node gets a full one, and no
+ * session is offered to it again. */
+static apr_status_t conn_open(msm_mc_server_t *s, apr_time_t deadline,
+                              msm_mc_conn_t **out)
+{
+    int offered = 0;
+    apr_status_t rv = conn_open_once(s, deadline, out, &offered);
+
+    if (rv != APR_SUCCESS && offered && is_tls_refusal(rv)) {
+        apr_atomic_set32(&s->tls_no_resume, 1);
+        rv = conn_open_once(s, deadline, out, &offered);
+    }
+    return rv;
 }
 
 static msm_mc_conn_t *conn_take_idle(msm_mc_server_t *s)
@@ -445,9 +504,198 @@ static apr_status_t status_from_errno(apr_status_t rv)
     return rv;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* TLS (MsmTLS)                                                        */
+
+static int tls_ex_index = -1;   /* SSL ex_data slot: the msm_mc_server_t */
+
+/* Waits until the socket can do what OpenSSL asked for, until deadline. */
+static apr_status_t tls_wait(msm_mc_conn_t *c, int ssl_error,
+                             apr_time_t deadline)
+{
+    struct pollfd pfd;
+    int n;
+
+    pfd.fd = c->fd;
+    pfd.events = ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+    do {
+        apr_interval_time_t left = deadline - apr_time_now();
+        if (left <= 0) {
+            return APR_TIMEUP;
+        }
+        pfd.revents = 0;
+        n = poll(&pfd, 1, (int)((left + 999) / 1000));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno;
+    }
+    return n == 0 ? APR_TIMEUP : APR_SUCCESS;
+}
+
+/* What a failed OpenSSL call means, in this client's terms. */
+static apr_status_t tls_failure(msm_mc_conn_t *c, int ssl_error, int ret)
+{
+    unsigned long e = ERR_peek_last_error();
+    int reason = ERR_GET_REASON(e);
+    long verify = SSL_get_verify_result(c->ssl);
+
+    ERR_clear_error();
+    if (ssl_error == SSL_ERROR_ZERO_RETURN
+        || (ssl_error == SSL_ERROR_SYSCALL && e == 0 && ret == 0)
+        || (ssl_error == SSL_ERROR_SSL
+            && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+        return APR_EOF;         /* closed: a stale pooled connection too */
+    }
+    if (ssl_error == SSL_ERROR_SYSCALL && e == 0) {
+        return errno ? status_from_errno(errno) : APR_EOF;
+    }
+    if (verify != X509_V_OK && verify > 0 && verify < MSM_MC_ETLS_RANGE) {
+        return MSM_MC_ETLS_VERIFY + (apr_status_t)verify;
+    }
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL && reason > 0
+        && reason < MSM_MC_ETLS_SSL_RANGE) {
+        return MSM_MC_ETLS_SSL + reason;
+    }
+    return MSM_MC_ETLS;
+}
+
+typedef enum { TLS_CONNECT, TLS_READ, TLS_WRITE } tls_call_e;
+
+/* One OpenSSL call to its end: *done bytes read or written. */
+static apr_status_t tls_call(msm_mc_conn_t *c, tls_call_e call, void *buf,
+                             int len, int *done, apr_time_t deadline)
+{
+    for (;;) {
+        int ret, err;
+        apr_status_t rv;
+
+        ERR_clear_error();
+        errno = 0;
+        ret = call == TLS_CONNECT ? SSL_connect(c->ssl)
+            : call == TLS_READ ? SSL_read(c->ssl, buf, len)
+            : SSL_write(c->ssl, buf, len);
+        if (ret > 0) {
+            *done = ret;
+            return APR_SUCCESS;
+        }
+        err = SSL_get_error(c->ssl, ret);
+        if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+            return tls_failure(c, err, ret);
+        }
+        if ((rv = tls_wait(c, err, deadline)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+}
+
+/* OpenSSL hands over each session the server issues (TLS 1.3: after the
+ * handshake, with the first read); the newest is offered on reconnect. */
+static int tls_new_session(SSL *ssl, SSL_SESSION *session)
+{
+    msm_mc_server_t *s = SSL_get_ex_data(ssl, tls_ex_index);
+    SSL_SESSION *old;
+
+    if (s == NULL) {
+        return 0;
+    }
+    server_lock(s);
+    old = s->tls_session;
+    s->tls_session = session;
+    server_unlock(s);
+    if (old) {
+        SSL_SESSION_free(old);
+    }
+    return 1;                   /* the reference is ours now */
+}
+
+static apr_status_t tls_setup(msm_mc_server_t *s, msm_mc_conn_t *c,
+                              int *offered)
+{
+    c->ssl = SSL_new(s->tls);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1
+        || SSL_set_ex_data(c->ssl, tls_ex_index, s) != 1) {
+        return MSM_MC_ETLS;
+    }
+    if (s->tls_name_is_ip) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl),
+                                          s->tls_name) != 1) {
+            return MSM_MC_ETLS;
+        }
+    }
+    else if (SSL_set_tlsext_host_name(c->ssl, s->tls_name) != 1
+             || SSL_set1_host(c->ssl, s->tls_name) != 1) {
+        return MSM_MC_ETLS;
+    }
+    server_lock(s);
+    if (s->tls_session && !apr_atomic_read32(&s->tls_no_resume)) {
+        *offered = SSL_set_session(c->ssl, s->tls_session) == 1;
+    }
+    server_unlock(s);
+    return APR_SUCCESS;
+}
+
+static apr_status_t tls_handshake(msm_mc_server_t *s, msm_mc_conn_t *c,
+                                  apr_time_t deadline, int *offered)
+{
+    apr_status_t rv = tls_setup(s, c, offered);
+    int done;
+
+    if (rv == APR_SUCCESS) {
+        rv = tls_call(c, TLS_CONNECT, NULL, 0, &done, deadline);
+    }
+    if (rv == APR_SUCCESS && s->observer.handshake) {
+        s->observer.handshake(s->observer.baton, SSL_session_reused(c->ssl));
+    }
+    return rv;
+}
+
+/* SSL_write takes one buffer: the parts are gathered into the connection's
+ * buffer (free until the reply comes), one TLS record where they fit. */
+static apr_status_t tls_send(msm_mc_conn_t *c, struct iovec *iov, int n,
+                             apr_time_t deadline)
+{
+    apr_size_t total = 0, off = 0;
+    const char *data = iov[0].iov_base;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        total += iov[i].iov_len;
+    }
+    if (n > 1) {
+        if (total > c->cap) {
+            char *bigger = realloc(c->buf, total);
+            if (bigger == NULL) {
+                return APR_ENOMEM;
+            }
+            c->buf = bigger;
+            c->cap = total;
+        }
+        for (i = 0; i < n; i++) {
+            memcpy(c->buf + off, iov[i].iov_base, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+        data = c->buf;
+    }
+    for (off = 0; off < total;) {
+        apr_size_t chunk = total - off > (1u << 30) ? (1u << 30) : total - off;
+        int done;
+        apr_status_t rv = tls_call(c, TLS_WRITE, (void *)(data + off),
+                                   (int)chunk, &done, deadline);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        off += (apr_size_t)done;
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t conn_send(msm_mc_conn_t *c, struct iovec *iov, int n,
                               apr_time_t deadline)
 {
+    if (c->ssl) {
+        return tls_send(c, iov, n, deadline);
+    }
     while (n > 0) {
         apr_size_t sent = 0;
         apr_status_t rv = conn_timeo(c, 0, deadline - apr_time_now());
@@ -494,9 +742,15 @@ static apr_status_t conn_recv_reply(msm_mc_server_t *s, msm_mc_conn_t *c,
             c->buf = bigger;
             c->cap = cap;
         }
-        rv = conn_timeo(c, 1, deadline - apr_time_now());
         n = c->cap - len;
-        if (rv == APR_SUCCESS) {
+        if (c->ssl) {
+            int done = 0;
+            rv = tls_call(c, TLS_READ, c->buf + len,
+                          n > INT_MAX ? INT_MAX : (int)n, &done, deadline);
+            n = (apr_size_t)done;
+        }
+        else if ((rv = conn_timeo(c, 1, deadline - apr_time_now()))
+                 == APR_SUCCESS) {
             rv = apr_socket_recv(c->sock, c->buf + len, &n);
         }
         if (rv != APR_SUCCESS) {
@@ -545,6 +799,9 @@ static apr_status_t exchange(msm_mc_server_t *s, msm_mc_conn_t *c,
     if (rv == APR_SUCCESS) {
         rv = conn_recv_reply(s, c, op->kind, op->key, deadline, &op->reply,
                              got);
+    }
+    if (c->ssl && !c->reused && !*got && APR_STATUS_IS_ECONNRESET(rv)) {
+        rv = MSM_MC_ETLS_RESET;
     }
     if (rv == APR_SUCCESS && op->copy_pool && op->reply.data) {
         op->copy = apr_palloc(op->copy_pool, op->reply.len + 1);
@@ -679,9 +936,24 @@ apr_status_t msm_mc_server_create(apr_pool_t *p, apr_sockaddr_t *addr,
     return APR_SUCCESS;
 }
 
-const char *msm_mc_reason(apr_status_t rv)
+const char *msm_mc_reason(apr_pool_t *p, apr_status_t rv)
 {
+    if (rv > MSM_MC_ETLS_VERIFY && rv < MSM_MC_ETLS_VERIFY + MSM_MC_ETLS_RANGE) {
+        return apr_pstrcat(p, "TLS: the server's certificate is not "
+                           "accepted: ", X509_verify_cert_error_string(
+                               (long)(rv - MSM_MC_ETLS_VERIFY)), NULL);
+    }
+    if (rv > MSM_MC_ETLS_SSL && rv < MSM_MC_ETLS_SSL + MSM_MC_ETLS_SSL_RANGE) {
+        const char *why = ERR_reason_error_string(
+            ERR_PACK(ERR_LIB_SSL, 0, (int)(rv - MSM_MC_ETLS_SSL)));
+        return apr_pstrcat(p, "TLS failed: ", why ? why : "unknown reason",
+                           NULL);
+    }
     switch (rv) {
+    case MSM_MC_ETLS: return "TLS failed";
+    case MSM_MC_ETLS_RESET: return "TLS: the server reset the connection "
+        "after the handshake (does it require a client certificate? "
+        "MsmTLSCertificateFile)";
     case MSM_MC_EREPLY: return "memcached refused the request";
     case MSM_MC_ETOOBIG: return "item too large";
     case MSM_MC_EPROTO: return "not a memcached reply";
@@ -719,6 +991,18 @@ void msm_mc_server_set_auth(msm_mc_server_t *s, const char *user,
     s->auth = apr_psprintf(s->pool, "set msm-auth 0 -1 %lu\r\n%s %s\r\n",
                            (unsigned long)len, user, password);
     s->auth_len = strlen(s->auth);
+}
+
+void msm_mc_server_set_tls(msm_mc_server_t *s, struct ssl_ctx_st *ctx,
+                           const char *name)
+{
+    if (tls_ex_index < 0) {
+        tls_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    }
+    SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
+    s->tls = ctx;
+    s->tls_name = apr_pstrdup(s->pool, name);
+    s->tls_name_is_ip = msm_tls_name_is_ip(name);
 }
 
 static int key_is_valid(const char *key)

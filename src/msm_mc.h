@@ -32,16 +32,29 @@ typedef struct msm_mc_server msm_mc_server_t;
  *   APR_EINVAL     a key memcached cannot take; nothing was sent
  *   MSM_MC_EAUTH   memcached (-Y) refused the credentials, or wants some
  *                  and none are configured: the node counts as failed
+ *   MSM_MC_ETLS... TLS failed (MsmTLS): the handshake, the server's
+ *                  certificate (ETLS_VERIFY + X509_V_ERR_*) or a TLS
+ *                  error later (ETLS_SSL + OpenSSL's reason code); the
+ *                  node counts as failed. Nothing is ever sent in clear
+ *                  instead.
  *   anything else  the node failed: connect, timeout, I/O or a malformed
  *                  reply (use msm_mc_node_failed()) */
 #define MSM_MC_EREPLY  (APR_OS_START_USERERR + 701)
 #define MSM_MC_ETOOBIG (APR_OS_START_USERERR + 702)
 #define MSM_MC_EPROTO  (APR_OS_START_USERERR + 703)
 #define MSM_MC_EAUTH   (APR_OS_START_USERERR + 704)
+#define MSM_MC_ETLS    (APR_OS_START_USERERR + 705)
+/* A TLS server that refuses the client certificate (TLS 1.3) closes the
+ * connection after the handshake; the first request meets a reset. */
+#define MSM_MC_ETLS_RESET (APR_OS_START_USERERR + 706)
+#define MSM_MC_ETLS_RANGE  1000         /* X509_V_ERR_* are below it */
+#define MSM_MC_ETLS_VERIFY (APR_OS_START_USERERR + 1000)
+#define MSM_MC_ETLS_SSL_RANGE 3000      /* SSL_R_* and alerts (1000+) */
+#define MSM_MC_ETLS_SSL    (APR_OS_START_USERERR + 2000)
 
 /* Words for mod_msm's own outcomes in a log line (NULL for APR's own, which
- * apr_strerror words). */
-const char *msm_mc_reason(apr_status_t rv);
+ * apr_strerror words); TLS failures name OpenSSL's reason. */
+const char *msm_mc_reason(apr_pool_t *p, apr_status_t rv);
 
 /* memcached's text-protocol authentication takes "<user> <password>" as
  * the value of a set: the user without white space, neither with CR or
@@ -70,11 +83,12 @@ typedef enum {
 
 /* Called after every operation with its outcome and duration (for
  * statistics), and once when the server turns out not to know gats, or
- * meta commands. Any member may be NULL. */
+ * meta commands, and after each TLS handshake. Any member may be NULL. */
 typedef struct msm_mc_observer {
     void (*op_done)(void *baton, apr_status_t rv, apr_interval_time_t took);
     void (*no_gat)(void *baton);
     void (*no_meta)(void *baton);
+    void (*handshake)(void *baton, int resumed);    /* MsmTLS */
     void *baton;
 } msm_mc_observer_t;
 
@@ -92,6 +106,15 @@ apr_status_t msm_mc_server_create(apr_pool_t *p, apr_sockaddr_t *addr,
  * msm_mc_auth_problem. */
 void msm_mc_server_set_auth(msm_mc_server_t *s, const char *user,
                             const char *password);
+
+/* Speaks TLS on every new connection (MsmTLS), before anything else and
+ * within the deadline of the operation that opened it: ctx from
+ * msm_tls_ctx_make; the server's certificate must be valid for name (a
+ * host name, also sent as SNI, or an IP address). Call before the first
+ * operation. */
+struct ssl_ctx_st;
+void msm_mc_server_set_tls(msm_mc_server_t *s, struct ssl_ctx_st *ctx,
+                           const char *name);
 
 /* gets: the value with its flags and cas. */
 apr_status_t msm_mc_get(msm_mc_server_t *s, apr_pool_t *p, const char *key,

@@ -182,9 +182,11 @@ msm_nodes_t *msm_nodes_clone(apr_pool_t *p, const msm_nodes_t *nodes)
 
     copy->node = apr_pmemdup(p, nodes->node,
                              sizeof(msm_node_t) * (apr_size_t)nodes->count);
+    copy->tls = NULL;               /* the copy's usage sets its own */
     for (i = 0; i < copy->count; i++) {
         copy->node[i].shared = NULL;
         copy->node[i].mc = NULL;
+        copy->node[i].tls_name = NULL;
     }
     return copy;
 }

@@ -31,6 +31,8 @@ typedef struct msm_node_shared {
     volatile apr_uint64_t ops;
     volatile apr_uint64_t errors;
     volatile apr_uint64_t timeouts;
+    volatile apr_uint64_t tls_handshakes;   /* MsmTLS: full and resumed */
+    volatile apr_uint64_t tls_resumed;
     volatile apr_uint64_t latency[MSM_LATENCY_BUCKETS + 1];  /* +1: slower */
     volatile apr_uint64_t latency_sum_us;
 } msm_node_shared_t;
@@ -46,6 +48,9 @@ typedef struct msm_node {
     apr_sockaddr_t *addr;
     int index;                  /* position in MsmNodes */
     int failover;               /* listed in MsmFailoverNodes */
+    const char *tls_name;       /* MsmTLS: the name its certificate must
+                                 * hold; NULL: no TLS (off, or a Unix
+                                 * socket, which crosses no network) */
     msm_node_shared_t *shared;
     msm_mc_server_t *mc;        /* per child, made at child init */
 } msm_node_t;
@@ -58,6 +63,7 @@ typedef struct msm_nodes {
     apr_size_t max_value;       /* MsmMaxSessionSize */
     const char *auth_user;      /* MsmAuth: NULL, or both set */
     const char *auth_password;
+    struct ssl_ctx_st *tls;     /* MsmTLS: the context (msm_tls.h), or NULL */
 } msm_nodes_t;
 
 /* MsmNodes lists at most this many nodes. */

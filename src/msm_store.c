@@ -67,11 +67,13 @@ void msm_store_ctx_init(msm_store_ctx_t *ctx, apr_pool_t *p, msm_log_fn *log,
 }
 
 /* ": <why>" for mod_msm's own failure codes, which apr_strerror cannot
- * word. */
-static const char *reason_of(msm_store_ctx_t *ctx, apr_status_t rv)
+ * word; *log_rv is what the log line's "(code)text" prefix should show. */
+static const char *reason_of(msm_store_ctx_t *ctx, apr_status_t rv,
+                             apr_status_t *log_rv)
 {
-    const char *why = msm_mc_reason(rv);
+    const char *why = msm_mc_reason(ctx->pool, rv);
 
+    *log_rv = why ? APR_SUCCESS : rv;
     return why ? apr_pstrcat(ctx->pool, ": ", why, NULL) : "";
 }
 
@@ -80,21 +82,29 @@ static void node_done(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 {
     apr_time_t now = apr_time_now();
     long retry = (long)apr_time_sec(c->nodes->retry);
+    apr_status_t log_rv = rv;
+    const char *why = "";
+    msm_node_change_e change;
 
     if (msm_mc_node_failed(rv)) {
         APR_ARRAY_PUSH(ctx->failed, msm_node_t *) = n;
     }
-    switch (msm_node_report(n, rv, c->nodes->retry, now - started, now)) {
+    change = msm_node_report(n, rv, c->nodes->retry, now - started, now);
+
+    if (change == MSM_NODE_WENT_DOWN || change == MSM_NODE_STILL_DOWN) {
+        why = reason_of(ctx, rv, &log_rv);
+    }
+    switch (change) {
     case MSM_NODE_WENT_DOWN:
         ctx->went_down = 1;
-        store_log(ctx, MSM_LOG_WARNING, rv, "MSM00101: memcached node %s "
+        store_log(ctx, MSM_LOG_WARNING, log_rv, "MSM00101: memcached node %s "
                   "(%s) is down%s; skipped, tried again every %ld s",
-                  n->id, n->address, reason_of(ctx, rv), retry);
+                  n->id, n->address, why, retry);
         break;
     case MSM_NODE_STILL_DOWN:
-        store_log(ctx, MSM_LOG_WARNING, rv, "MSM00102: memcached node %s "
+        store_log(ctx, MSM_LOG_WARNING, log_rv, "MSM00102: memcached node %s "
                   "(%s) is still down%s; next try in %ld s",
-                  n->id, n->address, reason_of(ctx, rv), retry);
+                  n->id, n->address, why, retry);
         break;
     case MSM_NODE_CAME_UP:
         store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00103: memcached node %s "

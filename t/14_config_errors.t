@@ -13,6 +13,7 @@ use File::Path qw(make_path remove_tree);
 use File::Spec::Functions qw(catfile catdir);
 
 my $NODES = 'MsmNodes n1:127.0.0.1:21321 n2:127.0.0.1:21322';
+my $pki = MsmTest::tls_pki();       # a throwaway CA, server and client certificates
 sub loc { "<Location /app>\n    Session On\n    MsmCookieName MSMSESSION\n    $_[0]\n</Location>" }
 
 # [ case, directive the message must name, config lines, with $NODES (default 1) ]
@@ -30,6 +31,16 @@ my @bad = (
     ['MsmAuth one argument',            'MsmAuth', 'MsmAuth user'],
     ['MsmAuth user with a space',       'MsmAuth', 'MsmAuth "a b" secret'],
     ['MsmAuthFile missing',             'MsmAuthFile', 'MsmAuthFile /nonexistent/msm-auth'],
+    ['MsmTLS Maybe',                    'MsmTLS', 'MsmTLS Maybe'],
+    ['MsmTLSCACertificateFile missing', 'MsmTLSCACertificateFile', 'MsmTLSCACertificateFile /nonexistent/ca.pem'],
+    ['MsmTLSCACertificateFile not PEM', 'MsmTLSCACertificateFile',
+        "MsmTLS On\nMsmTLSCACertificateFile $pki->{dir}/ca.cnf"],
+    ['MsmTLSCertificateFile without its key', 'MsmTLSCertificateKeyFile',
+        "MsmTLS On\nMsmTLSCertificateFile $pki->{client}"],
+    ['MsmTLSCertificateKeyFile of another certificate', 'MsmTLSCertificateKeyFile',
+        "MsmTLS On\nMsmTLSCertificateFile $pki->{client}\nMsmTLSCertificateKeyFile $pki->{server_key}"],
+    ['MsmTLSCertificateKeyFile missing', 'MsmTLSCertificateKeyFile', 'MsmTLSCertificateKeyFile /nonexistent/k.pem'],
+    ['MsmTLSVerifyName with a space',   'MsmTLSVerifyName', 'MsmTLSVerifyName "bad name"'],
     ['MsmFailoverNodes unknown id',     'MsmFailoverNodes', 'MsmFailoverNodes n9'],
     ['MsmFailoverNodes all nodes',      'MsmFailoverNodes', 'MsmFailoverNodes n1 n2'],
     ['MsmOperationTimeout 0',           'MsmOperationTimeout', 'MsmOperationTimeout 0'],
@@ -89,6 +100,11 @@ my @good = (
         "<Location /app>\n    Session On\n    MsmCookieName S_1 path=/app domain=example.org;secure;httponly SameSite=None\n"
         . "    MsmLocking Auto\n    MsmLockTimeout 0\n    MsmLockFail Proceed\n    MsmRegenerateOnLogin Off\n</Location>",
         "<Location /app/x>\n    MsmLocking Off\n    MsmLockTimeout 600000\n</Location>"],
+    ['MsmTLS with every TLS directive, a Unix socket node in the list, a vhost without TLS',
+        join "\n", 'MsmNodes t1:localhost:21321 t2:[::1]:21322 u:unix:/run/mc.sock', 'MsmTLS On',
+        "MsmTLSCACertificateFile $pki->{ca}", "MsmTLSCertificateFile $pki->{client}",
+        "MsmTLSCertificateKeyFile $pki->{client_key}", 'MsmTLSVerifyName memcached.example.net',
+        "<VirtualHost 127.0.0.1:21320>\n    MsmTLS Off\n</VirtualHost>"],
     ['a Unix socket node (the path is not checked before the first connection)',
         'MsmNodes u:unix:/nonexistent/' . ('s' x 94) . ' n2:127.0.0.1:21322'],
 );

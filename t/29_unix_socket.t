@@ -61,7 +61,7 @@ ok(($node{u1}{address} // '') eq "unix:$sock" && ($node{u1}{transport} // '') eq
    'status JSON: u1 address unix:<path>, transport unix; t2 127.0.0.1:21337, tcp')
     or diag(explain(\%node));
 my $prom = $sc->get('/msm-status?format=prometheus')->body // '';
-like($prom, qr/^msm_node_up\{list="\d+",node="u1",address="unix:\Q$sock\E",transport="unix"\} 1$/m,
+like($prom, qr/^msm_node_up\{list="\d+",node="u1",address="unix:\Q$sock\E",transport="unix",tls="off"\} 1$/m,
      'Prometheus: msm_node_up of u1 with transport="unix"');
 
 # ---- a session whose primary is u1 (backup on t2)

@@ -38,8 +38,8 @@ my @COUNTERS = qw(created load_hit load_miss saved skipped_unmodified deleted re
                   backup_reads backup_hits local_hits takeovers lock_acquired lock_waits
                   lock_wait_us lock_timeouts lock_lost too_large dropped_readonly
                   regenerated unavailable);
-my @NODE_KEYS = qw(list id address transport live since ops errors timeouts latency_sum_us
-                   latency_buckets);
+my @NODE_KEYS = qw(list id address transport tls live since ops errors timeouts tls_handshakes
+                   tls_resumed latency_sum_us latency_buckets);
 my @BOUNDS = qw(0.0001 0.0005 0.001 0.005 0.01 0.05 0.1 0.5 1 +Inf);
 # what memcached counts per operation mod_msm sends: gats/touch -> cmd_touch,
 # gets -> cmd_get, set/add/cas -> cmd_set, delete -> delete_hits|delete_misses
@@ -170,10 +170,13 @@ ok($all_live, 'n1-n3 live in the msm-status JSON at the start')
             if grep { ($n->{$_} // '') !~ /^\d+$/ } qw(list since ops errors timeouts latency_sum_us);
         push @shape, "$id: address '$n->{address}'" unless ($n->{address} // '') =~ /^[^:]+:\d+$/;
         push @shape, "$id: transport '" . ($n->{transport} // '') . "'" unless ($n->{transport} // '') eq 'tcp';
+        push @shape, "$id: tls is not JSON false" unless JSON::PP::is_bool($n->{tls}) && !$n->{tls};
+        push @shape, "$id: tls_handshakes/tls_resumed not 0 without MsmTLS"
+            if grep { ($n->{$_} // '') ne '0' } qw(tls_handshakes tls_resumed);
         push @shape, "$id: latency_buckets " . join(',', sort keys %{ $n->{latency_buckets} || {} })
             unless join(',', sort keys %{ $n->{latency_buckets} || {} }) eq join(',', sort @BOUNDS);
     }
-    ok(!@shape, 'every node has list,id,address,transport (tcp),live,since,ops,errors,timeouts,latency_sum_us,latency_buckets (bounds ' . join(' ', @BOUNDS) . ')')
+    ok(!@shape, 'every node has list,id,address,transport (tcp),tls (false),tls_handshakes,tls_resumed (0),live,since,ops,errors,timeouts,latency_sum_us,latency_buckets (bounds ' . join(' ', @BOUNDS) . ')')
         or diag(join "\n", @shape);
     my $mn = main_nodes($j);
     is_deeply([sort keys %$mn], \@NODES, 'n1-n3 listed with their addresses 127.0.0.1:21301-21303');
@@ -445,7 +448,8 @@ my ($victim, $t_kill, $down_since);
               'one family msm_<counter>_total per JSON counter (lock_wait_us as msm_lock_wait_seconds_total)');
     is_deeply([sort grep { /^msm_node/ } keys %$fam],
               [sort qw(msm_node_up msm_node_state_since_seconds msm_node_operations_total
-                       msm_node_errors_total msm_node_timeouts_total msm_node_operation_duration_seconds)],
+                       msm_node_errors_total msm_node_timeouts_total msm_node_operation_duration_seconds
+                       msm_node_tls_handshakes_total msm_node_tls_resumptions_total)],
               'the node families of the README');
     is($fam->{msm_node_operation_duration_seconds}{type} // '', 'histogram', 'msm_node_operation_duration_seconds is a histogram');
     my @lab;
@@ -453,13 +457,14 @@ my ($victim, $t_kill, $down_since);
         for my $s (@{ $fam->{$f}{samples} }) {
             push @lab, "$s->{line}" unless defined $s->{labels}{list} && defined $s->{labels}{node}
                                            && defined $s->{labels}{address}
-                                           && ($s->{labels}{transport} // '') eq 'tcp';
+                                           && ($s->{labels}{transport} // '') eq 'tcp'
+                                           && ($s->{labels}{tls} // '') eq 'off';
         }
     }
     for my $f (grep { !/^msm_node/ } keys %$fam) {
         push @lab, $_->{line} for grep { %{ $_->{labels} } } @{ $fam->{$f}{samples} };
     }
-    ok(!@lab, 'node samples carry list, node, address and transport labels; session counters none')
+    ok(!@lab, 'node samples carry list, node, address, transport and tls labels; session counters none')
         or diag(join "\n", @lab[0 .. min(9, $#lab)]);
     my @les = map { $_->{labels}{le} } grep { $_->{name} =~ /_bucket$/ && ($_->{labels}{node} // '') eq 'n1'
                                                  && ($_->{labels}{address} // '') eq '127.0.0.1:21301' }
@@ -476,11 +481,13 @@ my ($victim, $t_kill, $down_since);
     }
     for my $n (@{ $j->{nodes} }) {
         my %l = (list => $n->{list}, node => $n->{id}, address => $n->{address},
-                 transport => $n->{transport});
-        my $key = "list=$n->{list},node=$n->{id},address=$n->{address},transport=$n->{transport}";
+                 transport => $n->{transport}, tls => $n->{tls} ? 'on' : 'off');
+        my $key = "list=$n->{list},node=$n->{id},address=$n->{address},transport=$n->{transport},tls=$l{tls}";
         my %want = (msm_node_up => $n->{live} ? 1 : 0, msm_node_state_since_seconds => $n->{since},
                     msm_node_operations_total => $n->{ops}, msm_node_errors_total => $n->{errors},
                     msm_node_timeouts_total => $n->{timeouts},
+                    msm_node_tls_handshakes_total => $n->{tls_handshakes},
+                    msm_node_tls_resumptions_total => $n->{tls_resumed},
                     msm_node_operation_duration_seconds_count => $n->{ops},
                     msm_node_operation_duration_seconds_sum => $n->{latency_sum_us} / 1e6);
         for my $m (sort keys %want) {

@@ -632,8 +632,8 @@ static void test_fake_auth(apr_pool_t *p)
     msm_mc_server_set_auth(s, "msm", "wrong-pw");
     CHECK_STATUS(msm_mc_get(s, p, "k", &item), MSM_MC_EAUTH);
     CHECK(msm_mc_node_failed(MSM_MC_EAUTH));
-    CHECK(msm_mc_reason(MSM_MC_EAUTH) != NULL
-          && strstr(msm_mc_reason(MSM_MC_EAUTH), "authentication") != NULL);
+    CHECK(msm_mc_reason(p, MSM_MC_EAUTH) != NULL
+          && strstr(msm_mc_reason(p, MSM_MC_EAUTH), "authentication") != NULL);
     s = make_server(p, f->port, MS(300), 1024, NULL);      /* none */
     CHECK_STATUS(msm_mc_get(s, p, "k", &item), MSM_MC_EAUTH);
     s = make_server(p, f->port, MS(300), 1024, NULL);

@@ -388,6 +388,9 @@ sub start {
         socket   => $o{socket},              # a Unix socket (-s) instead of the port
         auth     => $o{auth},                # [user, password]: memcached -Y, and
                                              # this object authenticates itself
+        tls      => $o{tls},                 # memcached -Z: { cert, key, ca, verify,
+                                             # plain_port }; this object talks to the
+                                             # clear-text listener on plain_port
         memory   => $o{memory}  // 64,       # -m MB
         threads  => $o{threads} // 2,        # -t
         conns    => $o{conns}   // 1024,     # -c
@@ -441,8 +444,15 @@ sub _spawn {
         chmod 0600, $file;
         @auth = ('-Y', $file);
     }
-    my @cmd = ($self->{bin}, @auth, ($self->{socket} ? ('-s', $self->{socket})
-                                              : ('-l', '127.0.0.1', '-p', $port)), '-U', '0',
+    my ($listen, @tls) = ('127.0.0.1');
+    if (my $t = $self->{tls}) {
+        my $o = "ssl_chain_cert=$t->{cert},ssl_key=$t->{key},ssl_session_cache";
+        $o .= ",ssl_ca_cert=$t->{ca},ssl_verify_mode=" . ($t->{verify} // 2) if $t->{ca};
+        @tls = ('-Z', '-o', $o);
+        $listen .= ",notls:127.0.0.1:$t->{plain_port}";
+    }
+    my @cmd = ($self->{bin}, @auth, @tls, ($self->{socket} ? ('-s', $self->{socket})
+                                              : ('-l', $listen, '-p', $port)), '-U', '0',
                '-m', $self->{memory}, '-t', $self->{threads}, '-c', $self->{conns},
                (grep({ $_ eq '-D' } @{ $self->{args} }) ? () : ('-D', '-')),
                @{ $self->{args} });
@@ -533,7 +543,8 @@ sub _connect {
                                       Timeout => $timeout // 2);
     }
     else {
-        $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+        my $port = $self->{tls} ? $self->{tls}{plain_port} : $self->{port};
+        $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                                       Proto => 'tcp', Timeout => $timeout // 2);
     }
     return $sock unless $sock && $self->{auth};
@@ -1213,6 +1224,53 @@ sub parse_http_date {
 #   MsmTest::random_hex()                                     32 lowercase hex digits
 #   $mc->wait_stopped([timeout => 2])   after $mc->sigstop: true once all its threads are stopped
 package MsmTest;
+
+# MsmTest::tls_pki(): a throwaway PKI for TLS tests in t/tmp/tls-PID (made once
+# per test process with the openssl command): { dir, ca, ca_key, server, server_key
+# (CN localhost, SAN DNS:localhost IP:127.0.0.1 IP:::1), client, client_key,
+# other_ca (a CA nobody uses to sign), expired, expired_key (signed by ca, valid
+# only in 2020) }. EC P-256 keys: quick to make.
+my %PKI;
+sub tls_pki {
+    return \%PKI if %PKI;
+    my $d = catdir(tmp_dir(), "tls-$$");
+    remove_tree($d);
+    make_path($d);
+    my $run = sub {
+        my $cmd = join ' ', @_;
+        system("cd '$d' && $cmd >>openssl.log 2>&1") == 0 or croak "openssl failed: $cmd (see $d/openssl.log)";
+    };
+    my $key = '-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';
+    $run->("openssl req -x509 $key -keyout ca.key -out ca.pem -days 2 -subj /CN=msm-test-ca");
+    $run->("openssl req -x509 $key -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=msm-other-ca");
+    _write("$d/server.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n");
+    _write("$d/client.ext", "extendedKeyUsage=clientAuth\n");
+    for my $c (['server', 'localhost', 'server.ext'], ['client', 'msm-client', 'client.ext']) {
+        my ($n, $cn, $ext) = @$c;
+        $run->("openssl req -new $key -keyout $n.key -out $n.csr -subj /CN=$cn");
+        $run->("openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+               . " -days 2 -extfile $ext -out $n.pem");
+    }
+    _write("$d/ca.cnf", "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\n"
+           . "serial=serial\ndefault_md=sha256\npolicy=p\ncopy_extensions=copy\n"
+           . "[p]\ncommonName=supplied\n");
+    _write("$d/index.txt", '');
+    _write("$d/serial", "1000\n");
+    $run->("openssl req -new $key -keyout expired.key -out expired.csr -subj /CN=localhost");
+    $run->("openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr"
+           . " -out expired.pem -notext -startdate 20200101000000Z -enddate 20200102000000Z"
+           . " -extfile server.ext");
+    chmod 0644, glob("$d/*");
+    %PKI = (dir => $d, ca => "$d/ca.pem", ca_key => "$d/ca.key", other_ca => "$d/other-ca.pem",
+            map { ($_ => "$d/$_.pem", "${_}_key" => "$d/$_.key") } qw(server client expired));
+    return \%PKI;
+}
+sub _write {
+    my ($f, $text) = @_;
+    open my $fh, '>', $f or croak "$f: $!";
+    print $fh $text;
+    close $fh;
+}
 
 sub random_hex { join '', map { sprintf '%04x', int rand 65536 } 1 .. 8 }
 
