@@ -9,6 +9,9 @@
  * operation is one write and, normally, one read: the socket is blocking with
  * SO_RCVTIMEO/SO_SNDTIMEO set to what is left of the operation's deadline.
  * A connection that saw any error is closed, never put back half-read.
+ * TLS connections (MsmTLS) are the exception to the blocking socket: one
+ * SSL_read may need several reads, so they are non-blocking and every
+ * wait is a poll() for what is left of the deadline.
  */
 #ifndef MSM_MC_H
 #define MSM_MC_H
