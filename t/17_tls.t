@@ -94,30 +94,12 @@ $c->get('/msm/app.cgi?op=destroy');
 $r = $c->get('/msm/app.cgi?op=read');
 ok($r->status == 200 && !defined data_of($r), 'destroyed over TLS: nothing read back');
 
-my ($lc) = MsmTest::client(base => $url);
+my $lc = MsmTest::client(base => $url);
 $lc->get('/msm/app.cgi?op=set&k=data&v=locked');
-my $lsid = $lc->cookie('MSMSESSION') // '';
-my @res = MsmTest::parallel(8, sub {
-    my $w = MsmTest::client(base => $url, timeout => 20);
-    $w->cookie(MSMSESSION => $lsid);
-    return $w->get('/msm/app.cgi?op=incr&k=n')->status;
-}, timeout => 60);
-$r = $lc->get('/msm/app.cgi?op=read');
-ok((grep { ($_ // 0) == 200 } @res) == 8 && (($r->session // {})->{n} // 0) == 8,
-   '8 parallel increments with MsmLocking On over TLS: n = 8')
-    or diag('statuses ' . join(' ', map { $_ // '-' } @res) . '; n = ' . (($r->session // {})->{n} // '-'));
+my ($n200, $count, $why) = MsmTest::parallel_incr($url, $lc->cookie('MSMSESSION') // '', 8);
+ok($n200 == 8 && $count == 8, '8 parallel increments with MsmLocking On over TLS: n = 8') or diag($why);
 
-# a client whose session's primary is on $node
-sub session_on {
-    my ($node, $value) = @_;
-    my $w;
-    for (1 .. 40) {
-        $w = MsmTest::client(base => $url);
-        $w->get("/msm/app.cgi?op=set&k=data&v=$value");
-        last if node_of($w->cookie('MSMSESSION')) eq $node;
-    }
-    return $w;
-}
+sub session_on { (MsmTest::session_on($url, @_))[0] }
 
 # ---- steady state (a session on t1): pooled connections keep their TLS session
 my $warm = session_on('t1', 'warm');

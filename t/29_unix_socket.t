@@ -37,18 +37,7 @@ my $url = $h->url;
 sub node_of { MsmTest::cookie_node(@_) // '' }
 sub hex_of  { MsmTest::cookie_hex(@_) // '' }
 sub data_of { my $r = shift; return (($r->session // {})->{data}) }
-# a new session holding data=$value whose primary is $node: (client, cookie)
-sub session_on {
-    my ($node, $value) = @_;
-    my ($c, $sid);
-    for (1 .. 40) {
-        $c = MsmTest::client(base => $url);
-        $c->get("/msm/app.cgi?op=set&k=data&v=$value");
-        $sid = $c->cookie('MSMSESSION') // '';
-        last if node_of($sid) eq $node;
-    }
-    return ($c, $sid);
-}
+sub session_on { MsmTest::session_on($url, @_) }
 
 ok(MsmTest::wait_nodes_live([qw(u1 t2)], base => $url),
    "httpd (21336) with u1 on $sock and t2 on 21337 up, both live");
@@ -74,15 +63,10 @@ my $r = $c->get('/msm/app.cgi?op=read');
 is(data_of($r), 'over-the-socket', 'read back over the socket');
 
 # ---- locking over the socket: 8 parallel increments of one session
-my @res = MsmTest::parallel(8, sub {
-    my $w = MsmTest::client(base => $url, timeout => 20);
-    $w->cookie(MSMSESSION => $sid);
-    return $w->get('/msm/app.cgi?op=incr&k=n')->status;
-}, timeout => 60);
-$r = $c->get('/msm/app.cgi?op=read');
-ok((grep { ($_ // 0) == 200 } @res) == 8 && (($r->session // {})->{n} // 0) == 8,
+my ($n200, $count, $why) = MsmTest::parallel_incr($url, $sid, 8);
+ok($n200 == 8 && $count == 8,
    '8 parallel increments with MsmLocking On: n = 8 (lock taken and released over the socket)')
-    or diag('statuses ' . join(' ', map { $_ // '-' } @res) . '; n = ' . (($r->session // {})->{n} // '-'));
+    or diag($why);
 
 # ---- kill -9 u1: the backup on t2 serves, the cookie moves to t2
 my $mark = MsmTest::log_mark($h->error_log);

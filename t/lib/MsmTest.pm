@@ -1225,6 +1225,37 @@ sub parse_http_date {
 #   $mc->wait_stopped([timeout => 2])   after $mc->sigstop: true once all its threads are stopped
 package MsmTest;
 
+# MsmTest::session_on($base, $node, $value): a new session holding data=$value
+# (via /msm/app.cgi) whose primary is node $node: (client, cookie) (up to 40 tries)
+sub session_on {
+    my ($base, $node, $value) = @_;
+    my ($c, $sid);
+    for (1 .. 40) {
+        $c = client(base => $base);
+        $c->get("/msm/app.cgi?op=set&k=data&v=$value");
+        $sid = $c->cookie('MSMSESSION') // '';
+        last if (cookie_node($sid) // '') eq $node;
+    }
+    return ($c, $sid);
+}
+
+# MsmTest::parallel_incr($base, $sid, $n): $n clients increment "n" of session
+# $sid at once (/msm/app.cgi?op=incr); then reads it: (number of 200 answers,
+# the value of n, "statuses ...; n = ..." for a diag)
+sub parallel_incr {
+    my ($base, $sid, $n) = @_;
+    my @res = parallel($n, sub {
+        my $w = client(base => $base, timeout => 20);
+        $w->cookie(MSMSESSION => $sid);
+        return $w->get('/msm/app.cgi?op=incr&k=n')->status;
+    }, timeout => 60);
+    my $r = client(base => $base);
+    $r->cookie(MSMSESSION => $sid);
+    my $count = (($r->get('/msm/app.cgi?op=read')->session // {})->{n}) // 0;
+    return (scalar(grep { ($_ // 0) == 200 } @res), $count,
+            'statuses ' . join(' ', map { $_ // '-' } @res) . "; n = $count");
+}
+
 # MsmTest::tls_pki(): a throwaway PKI for TLS tests in t/tmp/tls-PID (made once
 # per test process with the openssl command): { dir, ca, ca_key, server, server_key
 # (CN localhost, SAN DNS:localhost IP:127.0.0.1 IP:::1), client, client_key,
