@@ -71,6 +71,7 @@ typedef struct msm_server_conf {
     int tls;                        /* MsmTLS */
     msm_tls_files_t tls_files;      /* MsmTLS*File (absolute paths) */
     const char *tls_name;           /* MsmTLSVerifyName */
+    msm_crypt_t *crypt;             /* MsmEncryptKeyFile */
 
     /* Resolved at check_config/post_config. */
     msm_store_conf_t store;

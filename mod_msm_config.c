@@ -5,6 +5,8 @@
 #include "apr_strings.h"
 #include "http_core.h"
 
+#include <openssl/crypto.h>
+
 /* The node lists of this configuration, for shared memory and child init. */
 static apr_array_header_t *all_nodes;
 
@@ -61,6 +63,7 @@ void *msm_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->tls_files.cert = MERGE_PTR(tls_files.cert);
     c->tls_files.key = MERGE_PTR(tls_files.key);
     c->tls_name = MERGE_PTR(tls_name);
+    c->crypt = MERGE_PTR(crypt);
     return c;
 }
 
@@ -181,26 +184,28 @@ static const char *set_auth(cmd_parms *cmd, void *dummy, const char *user,
     return NULL;
 }
 
-/* The first line that is not empty or a comment: "user:password", as in
- * memcached's own -Y file. httpd reads it as root at start-up, so it can
- * be readable by root only; the password never appears in an error. */
-static const char *set_auth_file(cmd_parms *cmd, void *dummy,
-                                 const char *arg)
+/* Reads a file of secrets (MsmAuthFile, MsmEncryptKeyFile) into buf (at
+ * most size - 1 bytes, NUL-terminated). httpd reads it as root at
+ * start-up, so it can be readable by root only: a warning says so when it
+ * is readable by every user. Errors never quote the file's content. */
+static const char *read_secret_file(cmd_parms *cmd, const char *arg,
+                                    char *buf, apr_size_t size,
+                                    apr_size_t *len)
 {
     const char *path = ap_server_root_relative(cmd->pool, arg);
-    char buf[1024], *line, *last, *colon;
     apr_file_t *f;
     apr_finfo_t fi;
-    apr_size_t len = sizeof(buf) - 1;
     apr_status_t rv;
+    char extra;
 
     if (path == NULL
-        || (rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->pool))
+        || apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->temp_pool)
            != APR_SUCCESS) {
         return apr_psprintf(cmd->pool, "%s: cannot open '%s'", cmd->cmd->name,
                             arg);
     }
-    rv = apr_file_read_full(f, buf, len, &len);
+    *len = size - 1;
+    rv = apr_file_read_full(f, buf, *len, len);
     if (apr_file_info_get(&fi, APR_FINFO_PROT, f) == APR_SUCCESS
         && (fi.protection & APR_FPROT_WREAD)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
@@ -208,12 +213,35 @@ static const char *set_auth_file(cmd_parms *cmd, void *dummy,
                      "make it readable by root only (chmod 600)",
                      cmd->cmd->name, path);
     }
+    if (rv == APR_SUCCESS && apr_file_getc(&extra, f) == APR_SUCCESS) {
+        rv = APR_ENOSPC;
+    }
     apr_file_close(f);
+    buf[*len] = '\0';
+    if (rv == APR_ENOSPC) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is larger than %"
+                            APR_SIZE_T_FMT " bytes", cmd->cmd->name, arg,
+                            size - 1);
+    }
     if (rv != APR_SUCCESS && rv != APR_EOF) {
         return apr_psprintf(cmd->pool, "%s: cannot read '%s'", cmd->cmd->name,
                             arg);
     }
-    buf[len] = '\0';
+    return NULL;
+}
+
+/* The first line that is not empty or a comment: "user:password", as in
+ * memcached's own -Y file. */
+static const char *set_auth_file(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    char buf[1024], *line, *last, *colon;
+    apr_size_t len;
+    const char *err = read_secret_file(cmd, arg, buf, sizeof(buf), &len);
+
+    if (err) {
+        return err;
+    }
     for (line = apr_strtok(buf, "\r\n", &last); line;
          line = apr_strtok(NULL, "\r\n", &last)) {
         if (*line != '\0' && *line != '#') {
@@ -225,8 +253,29 @@ static const char *set_auth_file(cmd_parms *cmd, void *dummy,
                             "user:password", cmd->cmd->name, arg);
     }
     *colon = '\0';
-    return set_auth(cmd, dummy, apr_pstrdup(cmd->pool, line),
-                    apr_pstrdup(cmd->pool, colon + 1));
+    err = set_auth(cmd, dummy, apr_pstrdup(cmd->pool, line),
+                   apr_pstrdup(cmd->pool, colon + 1));
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return err;
+}
+
+/* Keys, one per line; the first seals. Read once, as root: the children
+ * only ever hold the decoded keys. */
+static const char *set_encrypt_key_file(cmd_parms *cmd, void *dummy,
+                                        const char *arg)
+{
+    char buf[16384];
+    apr_size_t len;
+    const char *err = read_secret_file(cmd, arg, buf, sizeof(buf), &len);
+
+    if (err == NULL
+        && (err = msm_crypt_parse_keys(cmd->pool, buf, len,
+                                       &server_conf(cmd)->crypt)) != NULL) {
+        err = apr_psprintf(cmd->pool, "%s: '%s' %s", cmd->cmd->name, arg,
+                           err);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return err;
 }
 
 static const char *set_tls(cmd_parms *cmd, void *dummy, int flag)
@@ -542,6 +591,9 @@ const command_rec msm_cmds[] = {
         "memcached's authentication (memcached -Y): user and password"),
     AP_INIT_TAKE1("MsmAuthFile", set_auth_file, NULL, RSRC_CONF,
         "memcached's authentication from a file holding user:password"),
+    AP_INIT_TAKE1("MsmEncryptKeyFile", set_encrypt_key_file, NULL, RSRC_CONF,
+        "file of keys (base64, 32 bytes, one per line; the first encrypts) "
+        "that seal sessions in memcached with AES-256-GCM"),
     AP_INIT_FLAG("MsmTLS", set_tls, NULL, RSRC_CONF,
         "TLS to the memcached nodes (default Off); never clear text instead"),
     AP_INIT_TAKE1("MsmTLSCACertificateFile", set_tls_file,
@@ -728,6 +780,7 @@ static const char *finalize_server(apr_pool_t *p, apr_hash_t *seen,
     c->store.backup = c->backup != MSM_UNSET ? c->backup : nodes->count > 1;
     c->store.backup_async = c->backup_async != MSM_UNSET ? c->backup_async : 1;
     c->store.route = c->sticky == 1 ? c->route : NULL;
+    c->store.crypt = c->crypt;
     c->lock.expire = (apr_uint32_t)(c->lock_expire != MSM_UNSET
                                     ? c->lock_expire
                                     : MSM_DEFAULT_LOCK_EXPIRE);

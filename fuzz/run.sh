@@ -12,14 +12,19 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
         $(apr-1-config --cppflags --includes) $(apu-1-config --includes) -I../src"
 LIBS="$(apu-1-config --link-ld) $(apr-1-config --link-ld) $(pkg-config --libs libssl libcrypto)"
 status=0
-for target in reply cookie copy; do
+for target in reply cookie copy crypt; do
     case $target in
-        reply)  srcs="fuzz_reply.c ../src/msm_mc.c" ;;
+        reply)  srcs="fuzz_reply.c ../src/msm_mc.c ../src/msm_tls.c" ;;
         cookie) srcs="fuzz_cookie.c ../src/msm_id.c" ;;
         copy)   srcs="fuzz_copy.c ../src/msm_copy.c ../src/msm_id.c" ;;
+        crypt)  srcs="fuzz_crypt.c ../src/msm_crypt.c" ;;
     esac
     # shellcheck disable=SC2086
-    clang $CFLAGS -o "$out/fuzz_$target" $srcs $LIBS
+    if ! clang $CFLAGS -o "$out/fuzz_$target" $srcs $LIBS; then
+        echo "fuzz_$target FAILED: it does not build"
+        status=1
+        continue
+    fi
     mkdir -p "corpus/$target"
     echo "== fuzz_$target: ${secs}s"
     if ! "$out/fuzz_$target" -max_total_time="$secs" -max_len=4096 \

@@ -60,8 +60,9 @@ typedef enum {
     MSM_SEEN_COPY,              /* a well-formed copy: meta is set */
     MSM_SEEN_CORRUPT,           /* an item that is not a copy: treated as
                                  * absent, and may be overwritten */
-    MSM_SEEN_TOOBIG             /* larger than MsmMaxSessionSize: it exists
-                                 * but cannot be read here */
+    MSM_SEEN_TOOBIG             /* larger than MsmMaxSessionSize, or sealed
+                                 * with an unknown key: it exists but
+                                 * cannot be read here */
 } msm_seen_e;
 
 typedef struct msm_seen {
@@ -70,6 +71,9 @@ typedef struct msm_seen {
     apr_uint64_t cas;           /* MSM_SEEN_COPY, _CORRUPT */
     const char *payload;        /* MSM_SEEN_COPY */
     apr_size_t len;
+    apr_uint32_t sealed_with;   /* MSM_SEEN_TOOBIG: 0 when too large, else
+                                 * the key id (MsmEncryptKeyFile) it is
+                                 * sealed with, which this server lacks */
 } msm_seen_t;
 
 /* ---- the format ---- */

@@ -280,6 +280,53 @@ static void meta_session(const msm_store_conf_t *c, msm_copy_meta_t *m,
 
 /* ---- copies on nodes ---- */
 
+/* A value sealed with MsmEncryptKeyFile, opened (else *value as it is).
+ * 0: it cannot be read as a copy, and *seen says why. */
+static int unseal(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
+                  msm_node_t *n, const char *key, msm_mc_item_t *item,
+                  msm_seen_t *seen)
+{
+    apr_uint32_t key_id;
+    char *plain;
+    apr_size_t len;
+    apr_status_t rv;
+
+    if (c->crypt == NULL) {
+        return 1;
+    }
+    rv = msm_crypt_open(c->crypt, ctx->pool, key, item->value, item->len,
+                        &plain, &len, &key_id);
+    switch (rv) {
+    case APR_SUCCESS:
+        item->value = plain;
+        item->len = len;
+        return 1;
+    case MSM_CRYPT_ENOKEY:
+        /* Perhaps a key another server already seals with: not served,
+         * and not written over. */
+        seen->what = MSM_SEEN_TOOBIG;
+        seen->sealed_with = key_id;
+        if (msm_crypt_first_miss(c->crypt, key_id)) {
+            store_log(ctx, MSM_LOG_WARNING, 0, "MSM00170: node %s holds "
+                      "sessions sealed with key id %08x, which "
+                      "MsmEncryptKeyFile does not hold: they are not read "
+                      "here (logged once per key id)", n->id, key_id);
+        }
+        return 0;
+    default:
+        seen->what = MSM_SEEN_CORRUPT;
+        seen->cas = item->cas;
+        store_log(ctx, MSM_LOG_WARNING, 0, "MSM00171: node %s holds a value "
+                  "under a session key that %s: ignored, and replaced by "
+                  "the next write", n->id, rv == MSM_CRYPT_EPLAIN
+                  ? "is not sealed (clear text while MsmEncryptKeyFile is "
+                    "set)"
+                  : "does not open with its key (altered, or copied from "
+                    "another session's key)");
+        return 0;
+    }
+}
+
 /* Reads the copy n holds into *seen (MSM_SEEN_FAILED when n failed). */
 static apr_status_t observe(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                             msm_node_t *n, const char *key, int touch,
@@ -289,7 +336,7 @@ static apr_status_t observe(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     apr_status_t rv = msm_store_node_get(c, ctx, n, key, touch, &item);
 
     memset(seen, 0, sizeof(*seen));
-    if (rv == APR_SUCCESS) {
+    if (rv == APR_SUCCESS && unseal(c, ctx, n, key, &item, seen)) {
         msm_copy_decode(item.value, item.len, seen);
         seen->cas = item.cas;
         if (seen->what == MSM_SEEN_CORRUPT) {
@@ -298,11 +345,33 @@ static apr_status_t observe(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                       "(ignored, and replaced by the next write)", n->id);
         }
     }
-    else {
+    else if (rv != APR_SUCCESS) {
         seen->what = rv == APR_NOTFOUND ? MSM_SEEN_NONE
                    : rv == MSM_MC_ETOOBIG ? MSM_SEEN_TOOBIG : MSM_SEEN_FAILED;
     }
     return rv;
+}
+
+/* Writes a copy to n: encoded, and sealed under key when MsmEncryptKeyFile
+ * is set. */
+static apr_status_t store_copy(const msm_store_conf_t *c,
+                               msm_store_ctx_t *ctx, msm_node_t *n,
+                               msm_mc_store_mode_e how, const char *key,
+                               const msm_copy_meta_t *meta,
+                               const char *payload, apr_size_t len,
+                               apr_uint32_t exptime, apr_uint64_t cas)
+{
+    apr_size_t vlen;
+    char *value = msm_copy_encode(ctx->pool, meta, payload, len, &vlen);
+
+    if (c->crypt && msm_crypt_seal(c->crypt, ctx->pool, key, value, vlen,
+                                   &value, &vlen) != APR_SUCCESS) {
+        store_log(ctx, MSM_LOG_ERR, 0, "MSM00172: OpenSSL could not seal "
+                  "a session copy for node %s: not written", n->id);
+        return APR_EGENERAL;
+    }
+    return msm_store_node_store(c, ctx, n, how, key, value, vlen, exptime,
+                                cas);
 }
 
 /* A node failed, as opposed to a write that was refused or dropped. */
@@ -360,8 +429,6 @@ static apr_status_t put_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
 
     for (round = 0; round < PUT_ROUNDS; round++) {
         msm_mc_store_mode_e how = MSM_MC_SET;
-        apr_size_t vlen;
-        const char *value;
         apr_status_t rv;
 
         if (seen->what == MSM_SEEN_FAILED && mode != MSM_WRITE_TOMBSTONE) {
@@ -398,9 +465,8 @@ static apr_status_t put_copy(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
         case MSM_DO_SET:
             break;
         }
-        value = msm_copy_encode(ctx->pool, meta, payload, len, &vlen);
-        rv = msm_store_node_store(c, ctx, n, how, key, value, vlen,
-                                  copy_exptime(c, meta, n), seen->cas);
+        rv = store_copy(c, ctx, n, how, key, meta, payload, len,
+                        copy_exptime(c, meta, n), seen->cas);
         if (rv == APR_SUCCESS) {
             memset(seen, 0, sizeof(*seen));
             seen->what = MSM_SEEN_COPY;
@@ -499,17 +565,13 @@ static void run_refresh(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                         const msm_later_t *op)
 {
     msm_later_t fresh = *op;
-    const char *value;
-    apr_size_t vlen;
 
     if (ctx->wrote) {
         return;                 /* this request's save wrote both already */
     }
     fresh.meta.written = apr_time_now();
-    value = msm_copy_encode(ctx->pool, &fresh.meta, op->payload, op->len,
-                            &vlen);
-    if (msm_store_node_store(c, ctx, op->node, MSM_MC_CAS, op->key, value,
-                             vlen, c->idle, op->cas) == APR_SUCCESS
+    if (store_copy(c, ctx, op->node, MSM_MC_CAS, op->key, &fresh.meta,
+                   op->payload, op->len, c->idle, op->cas) == APR_SUCCESS
         && backup_on(c)) {
         on_backup_node(c, ctx, &fresh, put_replica);
     }
@@ -817,18 +879,14 @@ apr_status_t msm_store_claim(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
                              msm_session_t *s)
 {
     msm_copy_meta_t meta;
-    const char *value;
-    apr_size_t vlen;
     apr_status_t rv;
 
     if (c->route == NULL || s->node == NULL || s->cas == 0) {
         return APR_EINVAL;
     }
     meta_session(c, &meta, s->meta.version + 1, s->node);
-    value = msm_copy_encode(ctx->pool, &meta, s->value, s->len, &vlen);
-    rv = msm_store_node_store(c, ctx, s->node, MSM_MC_CAS,
-                              key_of(c, ctx, &s->id), value, vlen, c->idle,
-                              s->cas);
+    rv = store_copy(c, ctx, s->node, MSM_MC_CAS, key_of(c, ctx, &s->id),
+                    &meta, s->value, s->len, c->idle, s->cas);
     if (rv == APR_SUCCESS) {
         s->meta = meta;
         s->cas = 0;
@@ -867,8 +925,13 @@ static apr_status_t gone(const msm_store_conf_t *c, msm_session_t *s)
 }
 
 static apr_status_t unreadable(const msm_store_conf_t *c,
-                               msm_store_ctx_t *ctx, const msm_session_t *s)
+                               msm_store_ctx_t *ctx, const msm_session_t *s,
+                               const msm_seen_t *at)
 {
+    if (at->sealed_with) {
+        MSM_STAT_INC(c->stats, load_miss);  /* MSM00170 told why */
+        return MSM_MC_ETOOBIG;
+    }
     MSM_STAT_INC(c->stats, too_large);
     store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00107: session %s on node %s is "
               "larger than MsmMaxSessionSize (%" APR_SIZE_T_FMT "): not read",
@@ -1060,7 +1123,7 @@ apr_status_t msm_store_load(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     case MSM_READ_GONE:
         return gone(c, s);
     case MSM_READ_UNREADABLE:
-        return unreadable(c, ctx, s);
+        return unreadable(c, ctx, s, &at);
     default:
         return search(c, ctx, s, key, &at,
                       at.what == MSM_SEEN_COPY
@@ -1256,8 +1319,9 @@ apr_status_t msm_store_save(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     if (rv == MSM_STORE_UNREADABLE) {
         MSM_STAT_INC(c->stats, too_large);
         store_log(ctx, MSM_LOG_NOTICE, 0, "MSM00109: session %s not saved: "
-                  "its copy on node %s is larger than MsmMaxSessionSize (%"
-                  APR_SIZE_T_FMT "), and is not written over unread",
+                  "its copy on node %s cannot be read here (larger than "
+                  "MsmMaxSessionSize (%" APR_SIZE_T_FMT "), or sealed with "
+                  "a key this server lacks), and is not written over unread",
                   tag_of(ctx, &s->id), s->id.node, c->nodes->max_value);
     }
     if (rv == MSM_STORE_GONE) {

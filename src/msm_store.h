@@ -10,6 +10,7 @@
 #include <apr_time.h>
 
 #include "msm_copy.h"
+#include "msm_crypt.h"
 #include "msm_id.h"
 #include "msm_mc.h"
 #include "msm_nodes.h"
@@ -29,9 +30,10 @@
 /* Other requests kept changing the copy while this one wrote it. */
 #define MSM_STORE_CONTENDED (APR_OS_START_USERERR + 722)
 
-/* The largest item mod_msm writes or reads: MsmMaxSessionSize and the
- * copy's header (the memcached client's max_value). */
-#define MSM_STORE_ITEM_MAX(max_session) ((max_session) + MSM_COPY_HEADER_MAX)
+/* The largest item mod_msm writes or reads: MsmMaxSessionSize, the
+ * copy's header and what sealing adds (the memcached client's max_value). */
+#define MSM_STORE_ITEM_MAX(max_session) \
+    ((max_session) + MSM_COPY_HEADER_MAX + MSM_CRYPT_OVERHEAD)
 
 /* msg starts with its "MSMnnnnn: " number. */
 typedef void msm_log_fn(void *baton, int level, apr_status_t rv,
@@ -45,6 +47,8 @@ typedef struct msm_store_conf {
     int backup_async;           /* write them after the response */
     const char *route;          /* sticky: MsmRoute, named in the copies
                                  * this server writes; else NULL */
+    msm_crypt_t *crypt;         /* MsmEncryptKeyFile: copies are sealed;
+                                 * NULL: written in clear text */
     msm_stats_t *stats;         /* may be NULL */
 } msm_store_conf_t;
 
