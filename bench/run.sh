@@ -6,7 +6,7 @@
 # What it does:
 #   1. apt-get installs what it needs when missing (apache2 apache2-dev memcached
 #      wrk libapache2-mod-php php-memcached sqlite3 libaprutil1-dbd-sqlite3 curl
-#      autoconf automake libtool make gcc libc6-dev; php-fpm instead of
+#      autoconf automake libtool make gcc libc6-dev libssl-dev openssl; php-fpm instead of
 #      libapache2-mod-php with MSM_BENCH_MPM=event; strace with
 #      MSM_BENCH_STRACE=1). No service is started during the install (a
 #      policy-rc.d answering 101 is put in place when there is none), and the
@@ -15,8 +15,11 @@
 #      apache2's configuration and service are left alone.
 #   2. builds mod_msm from this repository in a temporary directory
 #      (autoreconf -fi, configure, make); nothing is installed.
-#   3. starts 3 memcached (127.0.0.1:21211-21213) and ONE httpd (/usr/sbin/apache2
-#      -f bench's own config) on 127.0.0.1:18080 (18081 for the sticky case),
+#   3. starts 3 memcached (127.0.0.1:21211-21213 in clear text and, the same
+#      servers, 21221-21223 with TLS: a throwaway CA and certificate made with
+#      openssl), 3 more on Unix sockets (memcached -s), and ONE httpd
+#      (/usr/sbin/apache2 -f bench's own config) on 127.0.0.1:18080 (18081 for
+#      the sticky case, 18082 TLS, 18083 Unix sockets, 18084 MsmEncryptKeyFile),
 #      children running as www-data (nobody if there is none). MSM_BENCH_MPM:
 #        prefork (default): exactly 16 children (StartServers, MinSpareServers,
 #          MaxSpareServers, MaxRequestWorkers 16), PHP in them (mod_php);
@@ -49,7 +52,10 @@
 # mod_session_dbd (sqlite3); PHP sessions in memcached (php-memcached) with
 # locking on and off; mod_msm non-sticky; mod_msm sticky (MsmSticky On, MsmRoute
 # a, requests straight to the back end, cookies "<id>-<node>.a"); mod_msm with
-# MsmLocking On. Every mod_session case runs the same page (app.php: SessionEnv +
+# MsmLocking On; mod_msm non-sticky over TLS (MsmTLS On, verified against the
+# throwaway CA; the TLS handshakes per 10 000 requests of the measured run are
+# printed, from mod_msm's counters), over Unix-domain sockets, and with
+# MsmEncryptKeyFile (one key). Every mod_session case runs the same page (app.php: SessionEnv +
 # X-Replace-Session, SessionMaxAge 1800), php-memcached runs the same page with
 # PHP sessions (phpsess.php); both are those of shared/repro/peer-bench.
 #
@@ -103,7 +109,11 @@ case "$STRACE_SECS" in ''|*[!0-9]*|0) echo "MSM_BENCH_STRACE_SECONDS must be a n
 FPM_CHILDREN=16         # php-fpm's pm.max_children (event): one per wrk connection
 PORT=18080
 PORT_STICKY=18081
+PORT_TLS=18082          # mod_msm over TLS (MsmTLS On)
+PORT_UNIX=18083         # mod_msm over Unix-domain sockets
+PORT_ENC=18084          # mod_msm with MsmEncryptKeyFile
 MC_PORTS=(21211 21212 21213)
+MC_TLS_PORTS=(21221 21222 21223)   # TLS listeners of the same memcached
 HTTPD=/usr/sbin/apache2
 APXS=/usr/bin/apxs
 MODDIR=/usr/lib/apache2/modules
@@ -122,6 +132,9 @@ CASES=(
     "msm|mod_msm non-sticky|$PORT|/msm/|MSMSESSION"
     "msm-sticky|mod_msm sticky|$PORT_STICKY|/msm-sticky/|MSMSESSION"
     "msm-lock|mod_msm MsmLocking On|$PORT|/msm-lock/|MSMSESSION"
+    "msm-tls|mod_msm over TLS|$PORT_TLS|/msm/|MSMSESSION"
+    "msm-unix|mod_msm over Unix sockets|$PORT_UNIX|/msm/|MSMSESSION"
+    "msm-enc|mod_msm MsmEncryptKeyFile|$PORT_ENC|/msm/|MSMSESSION"
 )
 case_of() {   # case_of ID: its line of CASES ("sticky" = msm-sticky)
     local id=$1 c
@@ -222,7 +235,8 @@ trap 'echo "!! interrupted" >&2; exit 130' INT TERM
 
 # ------------------------------------------------------------ 1. packages
 PKGS="apache2 apache2-dev memcached wrk php-memcached sqlite3
-      libaprutil1-dbd-sqlite3 curl autoconf automake libtool make gcc libc6-dev"
+      libaprutil1-dbd-sqlite3 curl autoconf automake libtool make gcc libc6-dev
+      libssl-dev openssl"
 if [ "$MPM" = event ]; then PKGS="$PKGS php-fpm"; else PKGS="$PKGS libapache2-mod-php"; fi
 [ "$STRACE" = 1 ] && PKGS="$PKGS strace"
 missing=""
@@ -277,7 +291,7 @@ id -u "$RUN_USER" >/dev/null 2>&1 || RUN_USER=nobody
 RUN_GROUP=$(id -gn "$RUN_USER")
 
 # nothing of ours may be listening already
-for p in "$PORT" "$PORT_STICKY" "${MC_PORTS[@]}"; do
+for p in "$PORT" "$PORT_STICKY" "$PORT_TLS" "$PORT_UNIX" "$PORT_ENC" "${MC_PORTS[@]}" "${MC_TLS_PORTS[@]}"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         die "port 127.0.0.1:$p is in use: stop what listens there first"
     fi
@@ -286,7 +300,7 @@ done
 WORK=$(mktemp -d /tmp/msm-bench.XXXXXX)
 chmod 755 "$WORK"
 cd "$WORK"
-mkdir -p "$WORK"/{logs,run,db,htdocs,cookies,build}
+mkdir -p "$WORK"/{logs,run,db,htdocs,cookies,build,tls}
 
 # ------------------------------------------------------------ 2. build mod_msm
 say "building mod_msm in $WORK/build"
@@ -308,13 +322,46 @@ MSM_SO=$WORK/build/.libs/mod_msm.so
 [ -f "$MSM_SO" ] || die "build produced no .libs/mod_msm.so"
 
 # ------------------------------------------------------------ 3. memcached, httpd
-say "starting memcached on ${MC_PORTS[*]}"
-for p in "${MC_PORTS[@]}"; do
-    memcached -u nobody -l 127.0.0.1 -p "$p" -U 0 -m 64 -t 1 -c 1024 \
+# a throwaway CA and a certificate for 127.0.0.1 (the TLS listeners)
+(cd "$WORK/tls" \
+ && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout ca.key -out ca.pem -days 2 -subj /CN=msm-bench-ca \
+ && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout server.key -out server.csr -subj /CN=127.0.0.1 \
+ && printf 'subjectAltName=IP:127.0.0.1\n' > server.ext \
+ && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -days 2 -extfile server.ext -out server.pem) > "$WORK/logs/openssl.log" 2>&1 \
+    || die "openssl could not make the bench certificates (see $WORK/logs/openssl.log)"
+chmod 644 "$WORK"/tls/*
+# the encryption key (read by httpd as root at start-up)
+openssl rand -base64 32 > "$WORK/run/msm.keys"
+chmod 600 "$WORK/run/msm.keys"
+
+say "starting memcached on ${MC_PORTS[*]} (TLS also on ${MC_TLS_PORTS[*]}) and on 3 Unix sockets"
+# each node listens in clear text on MC_PORTS and with TLS on MC_TLS_PORTS:
+# the TLS case reaches the same servers as the plain ones
+for i in "${!MC_PORTS[@]}"; do
+    p=${MC_PORTS[$i]}
+    memcached -u nobody -Z -o "ssl_chain_cert=$WORK/tls/server.pem,ssl_key=$WORK/tls/server.key,ssl_session_cache" \
+        -l "notls:127.0.0.1:$p,127.0.0.1:${MC_TLS_PORTS[$i]}" -U 0 -m 64 -t 1 -c 1024 \
         >> "$WORK/logs/memcached-$p.log" 2>&1 &
     MC_PIDS+=($!)
 done
-for p in "${MC_PORTS[@]}"; do
+MC_SOCKS=()
+mkdir -p "$WORK/mcsock"          # memcached (nobody) makes its sockets there
+chown nobody "$WORK/mcsock"
+chmod 755 "$WORK/mcsock"
+for i in 1 2 3; do
+    memcached -u nobody -s "$WORK/mcsock/mc-$i.sock" -a 0666 -m 64 -t 1 -c 1024 \
+        >> "$WORK/logs/memcached-unix-$i.log" 2>&1 &
+    MC_PIDS+=($!)
+    MC_SOCKS+=("$WORK/mcsock/mc-$i.sock")
+done
+for s in "${MC_SOCKS[@]}"; do
+    for _ in $(seq 100); do [ -S "$s" ] && break; sleep 0.05; done
+    [ -S "$s" ] || die "memcached on $s did not come up"
+done
+for p in "${MC_PORTS[@]}" "${MC_TLS_PORTS[@]}"; do
     up=0
     for _ in $(seq 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then up=1; break; fi
@@ -338,14 +385,22 @@ chown -R "$RUN_USER:$RUN_GROUP" "$WORK/db"
 
 MC_LIST=$(printf '127.0.0.1:%s,' "${MC_PORTS[@]}"); MC_LIST=${MC_LIST%,}
 MSM_NODES=""
+MSM_NODES_TLS=""
+MSM_NODES_UNIX=""
 i=1
 for p in "${MC_PORTS[@]}"; do MSM_NODES="$MSM_NODES m$i:127.0.0.1:$p"; i=$((i + 1)); done
+i=1
+for p in "${MC_TLS_PORTS[@]}"; do MSM_NODES_TLS="$MSM_NODES_TLS m$i:127.0.0.1:$p"; i=$((i + 1)); done
+i=1
+for s in "${MC_SOCKS[@]}"; do MSM_NODES_UNIX="$MSM_NODES_UNIX m$i:unix:$s"; i=$((i + 1)); done
 PASSPHRASE=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 HTTPD_CONF_FILE=$WORK/httpd.conf
 sed -e "s|@ROOT@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@PORT_STICKY@|$PORT_STICKY|g" \
     -e "s|@USER@|$RUN_USER|g" -e "s|@GROUP@|$RUN_GROUP|g" -e "s|@MODDIR@|$MODDIR|g" \
     -e "s|@PHP_SO@|$PHP_SO|g" -e "s|@MSM_SO@|$MSM_SO|g" -e "s|@MC_LIST@|$MC_LIST|g" \
     -e "s|@MSM_NODES@|${MSM_NODES# }|g" -e "s|@PASSPHRASE@|$PASSPHRASE|g" \
+    -e "s|@PORT_TLS@|$PORT_TLS|g" -e "s|@PORT_UNIX@|$PORT_UNIX|g" -e "s|@PORT_ENC@|$PORT_ENC|g" \
+    -e "s|@MSM_NODES_TLS@|${MSM_NODES_TLS# }|g" -e "s|@MSM_NODES_UNIX@|${MSM_NODES_UNIX# }|g" \
     "$BENCH/httpd.conf.in" > "$HTTPD_CONF_FILE"
 # the MPM, its sizing and PHP (Include'd by httpd.conf)
 if [ "$MPM" = event ]; then
@@ -412,13 +467,16 @@ EOF_MPM
 fi
 "$HTTPD" -t -f "$HTTPD_CONF_FILE" > "$WORK/logs/configtest.log" 2>&1 \
     || { cat "$WORK/logs/configtest.log" >&2; die "httpd -t failed"; }
-say "starting httpd ($MPM, $RUN_USER) on 127.0.0.1:$PORT and :$PORT_STICKY"
+say "starting httpd ($MPM, $RUN_USER) on 127.0.0.1:$PORT, :$PORT_STICKY, :$PORT_TLS, :$PORT_UNIX and :$PORT_ENC"
 HTTPD_CONF=$HTTPD_CONF_FILE
 "$HTTPD" -f "$HTTPD_CONF" -k start || die "httpd did not start (see $WORK/logs/error.log)"
 up=0
 for _ in $(seq 200); do
-    if curl -s -o /dev/null -m 2 "http://127.0.0.1:$PORT/none/app.php" \
-       && curl -s -o /dev/null -m 2 "http://127.0.0.1:$PORT_STICKY/none/app.php"; then up=1; break; fi
+    up=1
+    for p in "$PORT" "$PORT_STICKY" "$PORT_TLS" "$PORT_UNIX" "$PORT_ENC"; do
+        curl -s -o /dev/null -m 2 "http://127.0.0.1:$p/none/app.php" || { up=0; break; }
+    done
+    [ "$up" = 1 ] && break
     sleep 0.05
 done
 [ "$up" = 1 ] || { tail -n 20 "$WORK/logs/error.log" >&2; die "httpd does not answer"; }
@@ -432,10 +490,20 @@ mc_stats_one() {
             END { printf "%d %d %d %d %d %d\n", v["cmd_get"], v["cmd_set"], v["cmd_touch"],
                   v["delete_hits"], v["delete_misses"], v["cas_hits"] + v["cas_badval"] + v["cas_misses"] }'
 }
-# the same, summed over the nodes
+# the same for a memcached on a Unix socket
+mc_stats_unix() {
+    timeout 3 perl -MIO::Socket::UNIX -e '
+        my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or exit 1;
+        print $s "stats\r\nquit\r\n"; print while <$s>;' "$1" 2>/dev/null \
+        | tr -d '\r' | awk '$1 == "STAT" { v[$2] = $3 }
+            END { printf "%d %d %d %d %d %d\n", v["cmd_get"], v["cmd_set"], v["cmd_touch"],
+                  v["delete_hits"], v["delete_misses"], v["cas_hits"] + v["cas_badval"] + v["cas_misses"] }'
+}
+# the same, summed over the nodes (TCP and Unix sockets)
 mc_stats() {
     local p
-    for p in "${MC_PORTS[@]}"; do mc_stats_one "$p"; done \
+    { for p in "${MC_PORTS[@]}"; do mc_stats_one "$p"; done
+      for p in "${MC_SOCKS[@]}"; do mc_stats_unix "$p"; done; } \
         | awk '{ for (i = 1; i <= 6; i++) s[i] += $i } END { printf "%d %d %d %d %d %d\n", s[1], s[2], s[3], s[4], s[5], s[6] }'
 }
 
@@ -455,6 +523,14 @@ mkcookies() {
                 split($2, a, ";"); print a[1]; got = 1 }' > "$out"
     n=$(wc -l < "$out")
     [ "$n" -eq "$NSESS" ] || { echo "!! $path: $n cookies for $NSESS sessions" >&2; return 1; }
+}
+
+# "handshakes resumed" of the TLS nodes so far (mod_msm's shared counters)
+tls_counts() {
+    curl -s -m 5 "http://127.0.0.1:$PORT_TLS/msm-status?format=prometheus" \
+        | awk '/^msm_node_tls_handshakes_total\{.*tls="on"/ { h += $NF }
+               /^msm_node_tls_resumptions_total\{.*tls="on"/ { r += $NF }
+               END { printf "%d %d\n", h, r }'
 }
 
 # wrk output -> milliseconds
@@ -538,7 +614,7 @@ warmup() {
 measure() {
     local id=$1 label=$2 port=$3 path=$4 shape=$5 run=$6 pos=$7
     local cookies=$WORK/cookies/$id-$shape.txt q="" out reqs rps p50 p99 non2xx sock bad
-    local st0 st1 c0 c1 k0 k1 idle load e0 e1 opsreq opsdetail log cpureq
+    local st0 st1 c0 c1 k0 k1 idle load e0 e1 opsreq opsdetail log cpureq h0 h1 r0 r1
     [ "$shape" = write ] && q="?w=1"
     log=$WORK/logs/wrk-$id-$shape.txt
     [ "$run" = - ] || log=$WORK/logs/wrk-$id-$shape-$run.txt
@@ -547,6 +623,7 @@ measure() {
     e0=$(errlines)
     load=$(cut -d' ' -f1 /proc/loadavg)
     st0=$(mc_stats)
+    [ "$id" = msm-tls ] && read -r h0 r0 < <(tls_counts)
     c0=$(cpu_times)
     k0=$(server_ticks)
     out=$(timeout $(( SECS + 60 )) wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency \
@@ -554,6 +631,7 @@ measure() {
               -- "${path}app.php$q" "$cookies" "$THREADS" 2>&1) || true
     c1=$(cpu_times)
     k1=$(server_ticks)
+    [ "$id" = msm-tls ] && read -r h1 r1 < <(tls_counts)
     sleep 0.5   # backups and deletes run after the response
     st1=$(mc_stats)
     idle=$(idle_pct "$c0" "$c1")
@@ -582,6 +660,9 @@ measure() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$shape" "$rps" \
         "$(to_ms "$p50")" "$(to_ms "$p99")" "$bad" "$opsreq" "$opsdetail" "$idle" "$load" \
         "$run" "$pos" "$cpureq" >> "$RESULTS"
+    if [ "$id" = msm-tls ]; then
+        HANDSHAKE_LINES+=("$label, $shape$([ "$run" = - ] || echo " run $run"): $(awk -v h=$(( h1 - h0 )) -v r=$(( r1 - r0 )) -v n="$reqs" 'BEGIN { printf "%d handshakes (%d of them resumed) in %d requests: %.1f per 10 000", h, r, n, (n > 0 ? h * 10000 / n : 0) }'); $h1 since httpd started (connections opened by its warm-up and earlier runs)")
+    fi
     e1=$(errlines)
     if [ "$e1" -gt "$e0" ]; then
         NOTES+=("$label $shape$([ "$run" = - ] || echo " run $run"): $(( e1 - e0 )) error_log line(s), first: $(errline $(( e0 + 1 )))")
@@ -594,6 +675,7 @@ measure() {
 # fcntl that locks (F_SETLK, F_SETLKW, F_OFD_*, F_GETLK) is told from one that
 # does not, with the file it locks); system calls per request into STRACE_LINES
 STRACE_LINES=()
+HANDSHAKE_LINES=()
 strace_case() {
     local id=$1 label=$2 port=$3 path=$4 shape=$5
     local cookies=$WORK/cookies/$id-$shape.txt q="" pid kids k n nk args=() out reqs st0 st1 sf line
@@ -765,6 +847,10 @@ stop_httpd   # before the report: the machine is quiet again
         echo "- mod_msm non-sticky / php-memcached locking on: $(ratio msm read phpmc read)"
         echo "- mod_msm MsmLocking On / php-memcached locking on: $(ratio msm-lock read phpmc read)"
         echo "- mod_msm sticky / php-memcached locking off: $(ratio msm-sticky read phpmc-nolock read)"
+        echo "- mod_msm over TLS / mod_msm non-sticky (TCP): $(ratio msm-tls read msm read)"
+        echo "- mod_msm over Unix sockets / mod_msm non-sticky (TCP): $(ratio msm-unix read msm read)"
+        echo "- mod_msm MsmEncryptKeyFile / mod_msm non-sticky: $(ratio msm-enc read msm read) (write shape: $(ratio msm-enc write msm write))"
+        echo "- mod_session_cookie + crypto / mod_session_cookie: $(ratio crypto read cookie read)"
     else
         IFS='|' read -r _ label_a _ <<< "${CMP[0]}"
         IFS='|' read -r _ label_b _ <<< "${CMP[1]}"
@@ -788,6 +874,12 @@ stop_httpd   # before the report: the machine is quiet again
         echo "- CPU idle % (median, range): $label_a $(median %.1f $(col 1 10)) ($(range %.1f $(col 1 10))), $label_b $(median %.1f $(col 2 10)) ($(range %.1f $(col 2 10)))"
         echo "- memcached operations per request (median): $label_a $(median %.2f $(col 1 8)), $label_b $(median %.2f $(col 2 8))"
         echo "- load average (1 min) at the runs' starts: $(range %.2f $(col 1 11) $(col 2 11))"
+    fi
+    if [ ${#HANDSHAKE_LINES[@]} -gt 0 ]; then
+        echo
+        echo "TLS handshakes of mod_msm in the measured runs (after the warm-up; mod_msm's counters):"
+        echo
+        for n in "${HANDSHAKE_LINES[@]}"; do echo "- $n"; done
     fi
     if [ ${#STRACE_LINES[@]} -gt 0 ]; then
         echo
