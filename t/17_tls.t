@@ -103,13 +103,16 @@ sub session_on { (MsmTest::session_on($url, @_))[0] }
 
 # ---- steady state (a session on t1): pooled connections keep their TLS session
 my $warm = session_on('t1', 'warm');
-$warm->get('/msm/app.cgi?op=read') for 1 .. 20;
+# warm-up: 2.5 s of reads, so that each child also did its once-a-second read
+# of the published failures on t2 (connected: no handshake left to do)
+my $warm_end = time + 2.5;
+$warm->get('/msm/app.cgi?op=read') while time < $warm_end;
 my $before = handshakes($url);
 my $N = 400;
 my $ok = 0;
 for (1 .. $N) { $ok++ if (data_of($warm->get('/msm/app.cgi?op=read')) // '') eq 'warm' }
 my $during = handshakes($url) - $before;
-ok($ok == $N && $during <= 2,
+ok($ok == $N && $during <= 1,
    "steady state: $N reads over TLS, $during handshakes (pooled connections keep their TLS session)")
     or diag("reads ok $ok");
 
@@ -134,44 +137,11 @@ ok($new > 0 && $resumed > 0,
    "after memcached closed the idle connections: $new handshakes, $resumed of them resumed sessions");
 
 # ---- kill -9 t1 while 4 clients read 12 sessions: none is lost
-my %want;
-for my $i (1 .. 12) {
-    my $sc = MsmTest::client(base => $url);
-    $sc->get("/msm/app.cgi?op=set&k=data&v=s$i");
-    $want{$sc->cookie('MSMSESSION') // ''} = "s$i";
-}
-ok(MsmTest::wait_until(sub { !grep { !($mc{t1}->holds(hex_of($_)) && $mc{t2}->holds(hex_of($_))) } keys %want },
-                       timeout => 5),
-   '12 sessions, each with its primary and its backup on the TLS nodes');
-my $p = MsmTest::parallel_start(4, sub {
-    my $bad = 0;
-    my $end = time + 4;
-    my $n = 0;
-    while (time < $end) {
-        for my $s (keys %want) {
-            my $w = MsmTest::client(base => $url, timeout => 10);
-            $w->cookie(MSMSESSION => $s);
-            my $got = data_of($w->get('/msm/app.cgi?op=read')) // '';
-            $bad++ if $got ne $want{$s};
-            $n++;
-        }
-    }
-    return [$n, $bad];
-});
-sleep 1;
-$mc{t1}->kill9;
-my @load = MsmTest::parallel_wait($p, timeout => 60);
-my ($reads, $wrong) = (0, 0);
-for (@load) { next unless ref $_ eq 'ARRAY'; $reads += $_->[0]; $wrong += $_->[1] }
-my $lost = 0;
-for my $s (keys %want) {
-    my $w = MsmTest::client(base => $url);
-    $w->cookie(MSMSESSION => $s);
-    $lost++ unless (data_of($w->get('/msm/app.cgi?op=read')) // '') eq $want{$s};
-}
+my ($placed, $reads, $wrong, $lost, $load) = MsmTest::kill_under_load($url, [$mc{t1}, $mc{t2}], $mc{t1});
+ok($placed, '12 sessions, each with its primary and its backup on the TLS nodes');
 ok($reads > 12 && $wrong == 0 && $lost == 0,
    "t1 killed (-9) under load: $reads reads by 4 clients, $wrong wrong or empty, $lost of 12 sessions lost")
-    or diag(explain(\@load));
+    or diag(explain($load));
 
 # ---- SIGSTOP t2 (the only live node now): bounded by MsmOperationTimeout
 $mc{t2}->sigstop;

@@ -4,8 +4,11 @@
 # its backup on t2 and the other way round. Through an extra httpd (21336,
 # MsmLocking On): status shows the transport, CRUD and locking over the socket,
 # kill -9 of u1 (the backup on t2 serves, the cookie moves), u1 restarted empty
-# and back (MSM00101/MSM00103 name "unix:<path>"), logout, and a session on t2
-# whose backup is on u1.
+# and back (MSM00101/MSM00103 name "unix:<path>"), logout, a session on t2
+# whose backup is on u1, kill -9 of u1 while 4 clients read 12 sessions (none
+# lost). Then sticky mode with both nodes on sockets (httpd 21338, u3 and u4):
+# reads served from the local tier, copies in the socket memcached, a write
+# after u3 was killed.
 use strict;
 use warnings;
 
@@ -14,7 +17,7 @@ use MsmTest;
 use File::Spec::Functions qw(catfile);
 use Time::HiRes qw(time sleep);
 
-plan tests => 12, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 16, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my $sock = catfile(MsmTest::tmp_dir(), "29-u1-$$.sock");
 my $u1 = MsmTest::memcached(socket => $sock);
@@ -105,6 +108,54 @@ ok($r->status == 200 && (data_of($r) // '') eq 'backed-up-on-the-socket'
    't2 killed (-9): u1 serves the backup over the socket, the cookie moves to u1')
     or diag($r->dump);
 
+# ---- kill -9 u1 while 4 clients read 12 sessions (backups on t2): none lost
+$t2->restart;
+ok(MsmTest::wait_nodes_live([qw(u1 t2)], base => $url, timeout => 10), 't2 restarted: both live');
+my ($placed, $reads, $wrong, $lost, $load) = MsmTest::kill_under_load($url, [$u1, $t2], $u1);
+ok($placed && $reads > 12 && $wrong == 0 && $lost == 0,
+   "u1 (socket) killed (-9) under load: $reads reads by 4 clients, $wrong wrong or empty, $lost of 12 sessions lost")
+    or diag(explain($load));
 $h->stop;
 $_->stop for $u1, $t2;
 unlink $sock;
+
+# ---- sticky mode, both nodes on sockets
+my @us = map { MsmTest::memcached(socket => catfile(MsmTest::tmp_dir(), "29-u$_-$$.sock")) } 3, 4;
+my $hs = MsmTest::httpd(port => 21338, name => 'unix-sticky', servers => 3, conf => <<"EOF");
+MsmNodes u3:unix:@{[ $us[0]->socket_path ]} u4:unix:@{[ $us[1]->socket_path ]}
+MsmKeyPrefix t:
+MsmOperationTimeout 500
+MsmNodeRetry 1
+MsmSticky On
+MsmRoute a
+<Location /msm/>
+    \@APP_SESSION\@
+</Location>
+<Location /msm-status>
+    SetHandler msm-status
+</Location>
+EOF
+my $su = $hs->url;
+my $stc = MsmTest::client(base => $su);
+my $ok_up = MsmTest::wait_nodes_live([qw(u3 u4)], base => $su);
+$stc->get('/msm/app.cgi?op=set&k=data&v=sticky-unix');
+my $ssid = $stc->cookie('MSMSESSION') // '';
+my $in_mc = MsmTest::wait_until(sub { grep { $_->holds(hex_of($ssid)) } @us }, timeout => 5);
+my $gets0 = $us[0]->stat('cmd_get') + $us[1]->stat('cmd_get');
+my @reads = map { data_of($stc->get('/msm/app.cgi?op=read')) // '' } 1 .. 5;
+my $gets = $us[0]->stat('cmd_get') + $us[1]->stat('cmd_get') - $gets0;
+ok($ok_up && $ssid =~ /-u[34]\.a$/ && $in_mc && !grep({ $_ ne 'sticky-unix' } @reads) && $gets == 0,
+   "sticky over sockets: cookie $ssid, 5 reads served from the local tier ($gets memcached gets), the copy in a socket memcached");
+my ($primary) = grep { node_of($ssid) eq $_->[0] } (['u3', $us[0]], ['u4', $us[1]]);
+$primary //= ['u3', $us[0]];
+my $other = $primary->[1] == $us[0] ? $us[1] : $us[0];
+$primary->[1]->kill9;
+my $rw = $stc->get('/msm/app.cgi?op=set&k=data&v=after-kill');
+my $rr = $stc->get('/msm/app.cgi?op=read');
+ok($rw->status == 200 && (data_of($rr) // '') eq 'after-kill'
+   && MsmTest::wait_until(sub { $other->holds(hex_of($stc->cookie('MSMSESSION') // '')) }, timeout => 5),
+   "sticky: $primary->[0] killed (-9): a write and a read answer 200 and the session is in the other socket memcached")
+    or diag($rw->dump);
+$hs->stop;
+$_->stop for @us;
+unlink map { $_->socket_path } @us;

@@ -1256,6 +1256,44 @@ sub parallel_incr {
             'statuses ' . join(' ', map { $_ // '-' } @res) . "; n = $count");
 }
 
+# MsmTest::kill_under_load($base, $nodes, $victim, %o): 12 sessions (o{sessions})
+# each with its primary and backup on the memcached objects of @$nodes; 4
+# clients (o{clients}) read them in a loop for 4 s; $victim->kill9 one second
+# in. Returns (sessions placed on their nodes, reads, reads that were wrong or
+# empty, sessions lost afterwards, the clients' results for a diag).
+sub kill_under_load {
+    my ($base, $nodes, $victim, %o) = @_;
+    my ($ns, $nc) = ($o{sessions} // 12, $o{clients} // 4);
+    my %want;
+    for my $i (1 .. $ns) {
+        my $c = client(base => $base);
+        $c->get("/msm/app.cgi?op=set&k=data&v=s$i");
+        $want{$c->cookie('MSMSESSION') // ''} = "s$i";
+    }
+    my $read = sub {
+        my $w = client(base => $base, timeout => 10);
+        $w->cookie(MSMSESSION => $_[0]);
+        return ((($w->get('/msm/app.cgi?op=read')->session // {})->{data}) // '') eq $want{$_[0]};
+    };
+    my $placed = wait_until(sub {
+        !grep { my $h = cookie_hex($_) // ''; grep { !$_->holds($h) } @$nodes } keys %want
+    }, timeout => 5);
+    my $p = parallel_start($nc, sub {
+        my ($n, $bad, $end) = (0, 0, time + 4);
+        while (time < $end) {
+            for my $s (keys %want) { $bad++ unless $read->($s); $n++ }
+        }
+        return [$n, $bad];
+    });
+    sleep 1;
+    $victim->kill9;
+    my @load = parallel_wait($p, timeout => 60);
+    my ($reads, $wrong) = (0, 0);
+    for (@load) { next unless ref $_ eq 'ARRAY'; $reads += $_->[0]; $wrong += $_->[1] }
+    my $lost = grep { !$read->($_) } keys %want;
+    return ($placed ? 1 : 0, $reads, $wrong, $lost, \@load);
+}
+
 # MsmTest::tls_pki(): a throwaway PKI for TLS tests in t/tmp/tls-PID (made once
 # per test process with the openssl command): { dir, ca, ca_key, server, server_key
 # (CN localhost, SAN DNS:localhost IP:127.0.0.1 IP:::1), client, client_key,
