@@ -4,9 +4,11 @@
 #
 #   perl scripts/harness.pl [--counts FILE] [--timeout SECS] [--verbose] t/a.t t/b.t ...
 #
-# Counts: passed = passed assertions (skips and TODOs included),
-# failed = failed assertions + files that failed without a failed assertion
-# (died, bad plan, killed by the per-file timeout, no tests run).
+# Counts ("passed failed skipped"): passed = passed assertions that were not
+# skipped (TODOs included), failed = failed assertions + files that failed
+# without a failed assertion (died, bad plan, killed by the per-file timeout,
+# no tests run), skipped = assertions skipped ("ok N # skip") + files skipped
+# whole ("1..0 # SKIP"); each skip is listed with its reason.
 # Exit status: 0 only when nothing failed.
 use strict;
 use warnings;
@@ -32,14 +34,21 @@ my $harness = TAP::Harness->new({
 });
 my $agg = $harness->runtests(@tests);
 
-my ($passed, $failed) = (0, 0);
-my @bad;
+my ($passed, $failed, $skipped) = (0, 0, 0);
+my (@bad, @skips);
 for my $t ($agg->descriptions) {
     my ($p) = $agg->parsers($t);
-    my $np = scalar(() = $p->passed);
+    my $ns = scalar(() = $p->skipped);
+    my $np = scalar(() = $p->passed) - $ns;
     my $nf = scalar(() = $p->failed);
     $passed += $np;
     $failed += $nf;
+    $skipped += $ns;
+    push @skips, "$t: $ns assertion(s) skipped" if $ns;
+    if ($p->skip_all) {
+        $skipped += 1;
+        push @skips, "$t: skipped whole (" . $p->skip_all . ')';
+    }
     my $problem = $p->has_problems || ($p->tests_run == 0 && !$p->skip_all);
     if ($nf) {
         push @bad, "$t: $nf failed assertion(s)";
@@ -57,6 +66,10 @@ for my $t ($agg->descriptions) {
     }
 }
 
+if (@skips) {
+    print "\nskipped:\n";
+    print "  $_\n" for @skips;
+}
 if (@bad) {
     print "\nfailures:\n";
     print "  $_\n" for @bad;
@@ -64,7 +77,7 @@ if (@bad) {
 
 if ($counts) {
     open my $fh, '>', $counts or die "$counts: $!\n";
-    print $fh "$passed $failed\n";
+    print $fh "$passed $failed $skipped\n";
     close $fh;
 }
 exit($failed ? 1 : 0);

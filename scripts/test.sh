@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - THE test command of mod_msm (CI runs it through .ci/run).
 #
-#   bash scripts/test.sh [--asan] [--mpm event] [--only t/foo.t]... [--keep] [--no-module] [--verbose]
+#   bash scripts/test.sh [--asan] [--mpm event] [--only t/foo.t]... [--keep] [--no-module] [--verbose] [--no-skip]
 #
 # Run as root on a fresh Debian 12 machine it:
 #   1. apt-get installs what the build and the tests need (skipped when present);
@@ -21,24 +21,30 @@
 #                Apache::Test suite without mod_msm (-defines MSM_NO_MODULE)
 #   --verbose    verbose TAP output
 #   --mpm NAME   the MPM of every httpd the suite starts: prefork (default) or event
+#   --no-skip    every skip (a stage, a C test program, a t/*.t file or assertion)
+#                also counts as a failure: CI runs as root on Debian, where
+#                everything the suite needs can be installed
 # Environment: MSM_BUILD_DIR (parent of the build dir), MSM_TEST_TIMEOUT (per t/*.t
 # file, seconds, default 300, raised to fit MSM_LIFECYCLE_SECONDS of t/90_lifecycle.t),
 # MSM_LIFECYCLE_* (t/90_lifecycle.t, see t/README.md), MSM_SKIP_APT=1 (do not run apt-get),
 # MSM_FUZZ_SECONDS (per libFuzzer target on a full run, default 60; 0 = none).
 #
 # Exit status is non-zero on any failure. The last line printed is always
-# "N passed, N failed" (assertions: C unit test results + Apache::Test assertions;
-# a build failure is "0 passed, 1 failed").
+# "N passed, N failed, N skipped": the C unit tests' checks one by one, the
+# Apache::Test assertions, and one each for the stages make distcheck and
+# fuzzing (a build failure is "0 passed, 1 failed, 0 skipped"). A skip is never
+# counted as passed.
 set -u -o pipefail
 exec 2>&1   # one ordered stream: the summary line stays the last line
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START_TS=$(date +%s)
 
-ASAN=0 KEEP=0 NO_MODULE=0 VERBOSE=0
+ASAN=0 KEEP=0 NO_MODULE=0 VERBOSE=0 NO_SKIP=0
 ONLY=()
 PASSED=0
 FAILED=0
+SKIPPED=0
 BUILD=""
 HTTPD_STARTED=0
 FINISHED=0
@@ -76,6 +82,32 @@ stop_httpd() {
     fi
 }
 
+# "passed failed skipped" of make check, from each unit test program's log
+# (tests/*.log, tests/*.trs): its checks one by one ("<name>: N checks, M
+# failed"); a program that failed without that line is one failure, one that
+# exited 77 one skip (besides the checks it did run)
+count_unit_checks() {
+    local trs log res line n m p=0 f=0 k=0
+    for trs in tests/*.trs; do
+        [ -f "$trs" ] || continue
+        log=${trs%.trs}.log
+        res=$(sed -n 's/^:test-result: //p' "$trs" | head -n 1)
+        line=$(grep -E '^[a-z_]+: [0-9]+ checks, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1)
+        n=0 m=0
+        if [ -n "$line" ]; then
+            n=$(echo "$line" | awk '{ print $2 }')
+            m=$(echo "$line" | awk '{ print $4 }')
+        fi
+        p=$((p + n - m))
+        f=$((f + m))
+        case "$res" in
+            SKIP) k=$((k + 1)) ;;
+            FAIL|ERROR|XPASS) [ "$m" -gt 0 ] || f=$((f + 1)) ;;
+        esac
+    done
+    echo "$p $f $k"
+}
+
 # always the last thing printed
 finish() {
     local rc=${1:-0}
@@ -90,10 +122,14 @@ finish() {
             echo "build dir kept: $BUILD (logs: $BUILD/.logs, $BUILD/t/logs)"
         fi
     fi
+    if [ "$NO_SKIP" = 1 ] && [ "$SKIPPED" -gt 0 ]; then
+        warn "--no-skip: $SKIPPED skip(s) counted as failures"
+        FAILED=$((FAILED + SKIPPED))
+    fi
     if [ "$FAILED" -gt 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
     if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then FAILED=1; fi
     log "done"
-    echo "$PASSED passed, $FAILED failed"
+    echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
     exit "$rc"
 }
 trap 'finish $?' EXIT
@@ -105,11 +141,12 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1 ;;
         --no-module) NO_MODULE=1 ;;
         --verbose|-v) VERBOSE=1 ;;
+        --no-skip) NO_SKIP=1 ;;
         --mpm) shift; case "${1:-}" in prefork|event) export MSM_TEST_MPM=$1 ;;
                    *) warn "--mpm: prefork or event"; exit 2 ;; esac ;;
         --only) shift; [ $# -gt 0 ] || { warn "--only needs a file"; exit 2; }; ONLY+=("$1") ;;
         --only=*) ONLY+=("${1#--only=}") ;;
-        -h|--help) FINISHED=1; sed -n '2,31p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) FINISHED=1; sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) warn "unknown argument '$1' (see --help)"; exit 2 ;;
     esac
     shift
@@ -284,12 +321,13 @@ else
         as_user env MSM_TEST_MEMCACHED="$UNIT_MC_PORTS" timeout 600 make -j2 check > "$LOGS/check.log" 2>&1
         rc=$?
         for pid in "${unit_mc_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-        upass=$(sed -n 's/^# PASS: *\([0-9]*\).*/\1/p' "$LOGS/check.log" | awk '{s+=$1} END {print s+0}')
-        ufail=$(sed -n 's/^# \(FAIL\|XPASS\|ERROR\): *\([0-9]*\).*/\2/p' "$LOGS/check.log" | awk '{s+=$1} END {print s+0}')
+        read -r upass ufail uskip < <(count_unit_checks)
         grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR): ' "$LOGS/check.log" | sed 's/^/   /'
+        grep -hE '^[a-z_]+: [0-9]+ checks, [0-9]+ failed$' tests/*.log 2>/dev/null | sed 's/^/   /'
         if [ "$rc" -ne 0 ] && [ "$ufail" -eq 0 ]; then ufail=1; fi
         PASSED=$((PASSED + upass))
         FAILED=$((FAILED + ufail))
+        SKIPPED=$((SKIPPED + uskip))
         if [ "$rc" -ne 0 ]; then
             warn "make check failed (exit $rc), see $LOGS/check.log"
             tail -n 40 "$LOGS/check.log"
@@ -297,7 +335,7 @@ else
                 echo "---- $f"; tail -n 80 "$f"
             done
         fi
-        log "unit tests: $upass passed, $ufail failed"
+        log "unit tests: $upass checks passed, $ufail failed, $uskip program(s) skipped"
 
         # ---------------------------------------------------------- 4a. distcheck
         log "make distcheck"
@@ -310,7 +348,10 @@ else
         fi
 
         # ---------------------------------------------------------- 4b. fuzzing
-        if [ "$FUZZ_SECS" -gt 0 ] && command -v clang >/dev/null; then
+        if [ "$FUZZ_SECS" -eq 0 ] || ! command -v clang >/dev/null; then
+            SKIPPED=$((SKIPPED + 1))
+            warn "fuzzing skipped ($([ "$FUZZ_SECS" -eq 0 ] && echo MSM_FUZZ_SECONDS=0 || echo 'no clang'))"
+        else
             log "fuzzing: fuzz/run.sh, ${FUZZ_SECS}s per target"
             if as_user env FUZZ_OUT="$BUILD/.tmp" timeout $((FUZZ_SECS * 5 + 120)) \
                     bash fuzz/run.sh "$FUZZ_SECS" > "$LOGS/fuzz.log" 2>&1; then
@@ -393,14 +434,15 @@ left=$(as_user perl -It/lib -MMsmTest -e 'print join(" ", MsmTest::reap_leftover
 [ -n "$left" ] && warn "killed processes left over by the tests: $left"
 
 if [ -s "$LOGS/at-counts" ]; then
-    read -r apass afail < "$LOGS/at-counts"
+    read -r apass afail askip < "$LOGS/at-counts"
 else
-    apass=0; afail=1
+    apass=0; afail=1; askip=0
     warn "the test harness produced no counts (exit $hrc)"
 fi
 if [ "$hrc" -ne 0 ] && [ "$afail" -eq 0 ]; then afail=1; fi
 PASSED=$((PASSED + apass))
 FAILED=$((FAILED + afail))
+SKIPPED=$((SKIPPED + ${askip:-0}))
 
 # crashes the tests could not see (a child dying after it answered) and ASan reports
 # (sanitizer output that went to stderr lands in the error_logs)
@@ -430,6 +472,6 @@ if [ "$afail" -gt 0 ] && [ -f t/logs/error_log ]; then
     echo "---- last lines of t/logs/error_log"
     grep -v -E '\] \[[a-z_]+:(debug|trace[0-9])\]' t/logs/error_log | tail -n 40
 fi
-log "Apache::Test: $apass passed, $afail failed"
+log "Apache::Test: $apass passed, $afail failed, ${askip:-0} skipped"
 
 finish 0
