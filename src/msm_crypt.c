@@ -22,6 +22,7 @@
 typedef struct {
     unsigned char bytes[MSM_CRYPT_KEY_LEN];
     apr_uint32_t id;
+    int line;                   /* in the key file */
 } crypt_key_t;
 
 struct msm_crypt {
@@ -29,6 +30,7 @@ struct msm_crypt {
     crypt_key_t key[MSM_CRYPT_MAX_KEYS];
     apr_uint32_t missed[MSM_CRYPT_MAX_KEYS];    /* unknown ids logged; 0:
                                                  * free slot */
+    apr_uint32_t missed_zero;   /* key id 0 logged (not a slot value) */
 };
 
 /* ---- the key file ---- */
@@ -94,10 +96,12 @@ static const char *add_key(apr_pool_t *p, msm_crypt_t *c, const char *line,
                             "e.g. from 'openssl rand -base64 32')", lineno);
     }
     k->id = id_of(k->bytes);
+    k->line = lineno;
     for (i = 0; i < c->count; i++) {
         if (c->key[i].id == k->id) {
             return apr_psprintf(p, "line %d: the same key as line %d's "
-                                "(key id %08x)", lineno, i + 1, k->id);
+                                "(key id %08x)", lineno, c->key[i].line,
+                                k->id);
         }
     }
     c->count++;
@@ -265,15 +269,17 @@ apr_status_t msm_crypt_open(const msm_crypt_t *c, apr_pool_t *p,
 
 int msm_crypt_first_miss(msm_crypt_t *c, apr_uint32_t key_id)
 {
-    apr_uint32_t mark = key_id ? key_id : 0xffffffffu;  /* 0 marks free */
     int i;
 
+    if (key_id == 0) {          /* 0 marks a free slot: a flag of its own */
+        return apr_atomic_cas32(&c->missed_zero, 1, 0) == 0;
+    }
     for (i = 0; i < MSM_CRYPT_MAX_KEYS; i++) {
-        apr_uint32_t was = apr_atomic_cas32(&c->missed[i], mark, 0);
+        apr_uint32_t was = apr_atomic_cas32(&c->missed[i], key_id, 0);
         if (was == 0) {
             return 1;
         }
-        if (was == mark) {
+        if (was == key_id) {
             return 0;
         }
     }

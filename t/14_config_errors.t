@@ -14,6 +14,15 @@ use File::Spec::Functions qw(catfile catdir);
 
 my $NODES = 'MsmNodes n1:127.0.0.1:21321 n2:127.0.0.1:21322';
 my $pki = MsmTest::tls_pki();       # a throwaway CA, server and client certificates
+# key files of MsmEncryptKeyFile (README): the line that is wrong is named
+my $K1 = MsmTest::encrypt_key();
+my %keys = (
+    bad  => MsmTest::key_file('14-keys-bad', "# keys\n\n$K1\nnot-a-key\n"),
+    none => MsmTest::key_file('14-keys-none', "# only a comment\n\n"),
+    dup  => MsmTest::key_file('14-keys-dup', "# new\n$K1\n\n$K1\n"),
+    good => MsmTest::key_file('14-keys-good', "$K1\n"),
+    open => MsmTest::key_file('14-keys-world-readable', "$K1\n", 0644),
+);
 sub loc { "<Location /app>\n    Session On\n    MsmCookieName MSMSESSION\n    $_[0]\n</Location>" }
 
 # [ case, directive the message must name, config lines, with $NODES (default 1) ]
@@ -31,6 +40,14 @@ my @bad = (
     ['MsmAuth one argument',            'MsmAuth', 'MsmAuth user'],
     ['MsmAuth user with a space',       'MsmAuth', 'MsmAuth "a b" secret'],
     ['MsmAuthFile missing',             'MsmAuthFile', 'MsmAuthFile /nonexistent/msm-auth'],
+    ['MsmEncryptKeyFile missing',       "MsmEncryptKeyFile: cannot open '/nonexistent/msm-keys'",
+        'MsmEncryptKeyFile /nonexistent/msm-keys'],
+    ['MsmEncryptKeyFile bad key line',  "MsmEncryptKeyFile: '$keys{bad}' line 4: not a key",
+        "MsmEncryptKeyFile $keys{bad}"],
+    ['MsmEncryptKeyFile without a key', "MsmEncryptKeyFile: '$keys{none}' holds no key",
+        "MsmEncryptKeyFile $keys{none}"],
+    ['MsmEncryptKeyFile duplicate key', "MsmEncryptKeyFile: '$keys{dup}' line 4: the same key as line 2's",
+        "MsmEncryptKeyFile $keys{dup}"],
     ['MsmTLS Maybe',                    'MsmTLS', 'MsmTLS Maybe'],
     ['MsmTLSCACertificateFile missing', 'MsmTLSCACertificateFile', 'MsmTLSCACertificateFile /nonexistent/ca.pem'],
     ['MsmTLSCACertificateFile not PEM', 'MsmTLSCACertificateFile',
@@ -105,11 +122,13 @@ my @good = (
         "MsmTLSCACertificateFile $pki->{ca}", "MsmTLSCertificateFile $pki->{client}",
         "MsmTLSCertificateKeyFile $pki->{client_key}", 'MsmTLSVerifyName memcached.example.net',
         "<VirtualHost 127.0.0.1:21320>\n    MsmTLS Off\n</VirtualHost>"],
+    ['MsmEncryptKeyFile, and another in a VirtualHost', join "\n", "MsmEncryptKeyFile $keys{good}",
+        "<VirtualHost 127.0.0.1:21320>\n    MsmEncryptKeyFile $keys{good}\n</VirtualHost>"],
     ['a Unix socket node (the path is not checked before the first connection)',
         'MsmNodes u:unix:/nonexistent/' . ('s' x 94) . ' n2:127.0.0.1:21322'],
 );
 
-plan tests => 2 * @bad + 2 * @good,
+plan tests => 2 * @bad + 2 * @good + 4,
     need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 # LoadModule lines of the Apache::Test config, only those a minimal config needs
@@ -158,3 +177,13 @@ for my $case (@good) {
     is($rc, 0, "good config ($name): httpd -t exits 0") or diag("$conf:\n$out");
     like($out, qr/Syntax OK/, "good config ($name): Syntax OK") or diag("$conf:\n$out");
 }
+
+# a key file every user can read: a warning (MSM00160) naming it, and the config passes;
+# mode 0600: no warning. No message quotes a key.
+my ($rc, $out, $conf) = configtest("$NODES\nMsmEncryptKeyFile $keys{open}");
+is($rc, 0, 'MsmEncryptKeyFile readable by every user: httpd -t exits 0') or diag("$conf:\n$out");
+like($out, qr/MSM00160: MsmEncryptKeyFile: '\Q$keys{open}\E' is readable by every user.*Syntax OK/s,
+     'MSM00160 names the file, then Syntax OK') or diag($out);
+($rc, $out, $conf) = configtest("$NODES\nMsmEncryptKeyFile $keys{good}");
+ok($rc == 0 && $out !~ /MSM00160/, 'mode 0600: no MSM00160') or diag($out);
+ok(index(join("\n", @msgs, $out), substr($K1, 0, 12)) < 0, 'no httpd -t message quotes the key');

@@ -223,10 +223,23 @@ typedef struct copy {
     apr_size_t rawlen;
 } copy_t;
 
+/* c->copy and the copy's fields, when value is a well-formed copy. */
+static void decode_into(copy_t *c, const char *value, apr_size_t len)
+{
+    msm_seen_t seen;
+
+    msm_copy_decode(value, len, &seen);
+    if (seen.what == MSM_SEEN_COPY) {
+        c->copy = 1;
+        c->meta = seen.meta;
+        c->payload = seen.payload;
+        c->len = seen.len;
+    }
+}
+
 static copy_t peek(int port, const char *key)
 {
     msm_mc_item_t item;
-    msm_seen_t seen;
     copy_t c;
 
     memset(&c, 0, sizeof(c));
@@ -236,13 +249,7 @@ static copy_t peek(int port, const char *key)
     c.present = 1;
     c.raw = item.value;
     c.rawlen = item.len;
-    msm_copy_decode(item.value, item.len, &seen);
-    if (seen.what == MSM_SEEN_COPY) {
-        c.copy = 1;
-        c.meta = seen.meta;
-        c.payload = seen.payload;
-        c.len = seen.len;
-    }
+    decode_into(&c, item.value, item.len);
     return c;
 }
 
@@ -2602,6 +2609,271 @@ static void test_corrupt_items(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* Encryption at rest (MsmEncryptKeyFile)                              */
+
+/* Three keys, as "openssl rand -base64 32" makes them. */
+#define KEY_A "jRwzpOJw9ojPL1tglk3G2ShySdYLQwi+Ep8xugoMYOc="
+#define KEY_B "1TfJgQo+bh2eHr82vzX6U5w4Y9uGY6iH5TCB+ng96iw="
+#define KEY_C "XuFh56KZ1bWThxDHCrXBR9nmPtsOBvMGBojv8KvzniQ="
+
+static void fx_crypt(fx_t *f, const char *key_file_text)
+{
+    const char *err = msm_crypt_parse_keys(f->p, key_file_text,
+                                           strlen(key_file_text),
+                                           &f->c.crypt);
+
+    if (err) {
+        fprintf(stderr, "keys: %s\n", err);
+        exit(2);
+    }
+}
+
+static apr_uint32_t sealed_id(const copy_t *c)
+{
+    const unsigned char *u = (const unsigned char *)c->raw + 4;
+
+    return c->rawlen < 8 ? 0 : (apr_uint32_t)u[0] << 24
+           | (apr_uint32_t)u[1] << 16 | (apr_uint32_t)u[2] << 8 | u[3];
+}
+
+/* What a server holds under key, sealed with key id "id" and opened with
+ * the keys of f: raw (the stored bytes) and the copy inside (present 0
+ * when there is no value, copy 0 when it is not sealed that way or does
+ * not open). secret must not be in the stored bytes. */
+static copy_t peek_sealed(const fx_t *f, int port, const char *key,
+                          apr_uint32_t id, const char *secret)
+{
+    copy_t c = peek(port, key), in;
+    char *plain;
+    apr_size_t len;
+    apr_uint32_t got;
+
+    memset(&in, 0, sizeof(in));
+    if (!c.present) {
+        return in;
+    }
+    in.present = 1;
+    in.raw = c.raw;
+    in.rawlen = c.rawlen;
+    CHECK_MSG(c.rawlen >= 8 && memcmp(c.raw, "MSME", 4) == 0
+              && sealed_id(&c) == id, "server %d, %s: not sealed with key "
+              "id %08x (%lu bytes: %.8s...)", port, key, id,
+              (unsigned long)c.rawlen, c.raw);
+    CHECK_MSG(!c.copy && !memmem(c.raw, c.rawlen, "MSM1", 4)
+              && !memmem(c.raw, c.rawlen, secret, strlen(secret)),
+              "server %d holds \"%s\" or a copy's header in clear", port,
+              secret);
+    if (msm_crypt_open(f->c.crypt, root, key, c.raw, c.rawlen, &plain, &len,
+                       &got) == APR_SUCCESS) {
+        decode_into(&in, plain, len);
+    }
+    return in;
+}
+
+#define CHECK_SEALED(f, port, key, id, secret, spec) \
+    do { \
+        copy_t c_ = peek_sealed(f, port, key, id, secret); \
+        const char *s_ = (spec); \
+        CHECK_MSG(copy_matches(&c_, s_), "sealed: server %d holds %s, " \
+                  "expected %s", port, describe(&c_), s_); \
+    } while (0)
+
+/* s's copies cannot be read (MSM_SEEN_CORRUPT on both nodes): the next
+ * save of the id replaces them with version 1 of v, sealed with f's key on
+ * both nodes, and that is what a load returns. */
+static void resave_sealed(fx_t *f, const msm_session_t *s, const char *v)
+{
+    msm_store_ctx_t *x = rq(f);
+    const char *key = key_of(f, &s->id);
+    apr_uint32_t id = msm_crypt_key_id(f->c.crypt, 0);
+    msm_session_t l;
+
+    from_cookie(&l, &s->id, NULL);
+    CHECK_STATUS(msm_store_load(&f->c, x, &l), APR_NOTFOUND);
+    l.has_id = 1;
+    CHECK_STATUS(msm_store_save(&f->c, x, &l, v, strlen(v)), APR_SUCCESS);
+    msm_store_run_later(&f->c, x);
+    CHECK_SEALED(f, port_of(f, s->node), key, id, v,
+                 S(1, s->node->id, v));
+    CHECK_SEALED(f, port_of(f, other_node(f, s->node)), key, id, v,
+                 S(1, s->node->id, v));
+    CHECK_STATUS(load_by(f, &s->id, NULL, &l), APR_SUCCESS);
+    CHECK_MEM_EQ(l.value, l.len, v, strlen(v));
+}
+
+static void test_encrypted(void)
+{
+    fx_t *f = fx2(), *other, *rot, *clear;
+    msm_store_ctx_t *x;
+    msm_session_t s, s2, l, n;
+    const char *key, *key2, *secret = "pw=Hunter2-c8e1";
+    apr_uint32_t id_a, id_c;
+    copy_t before[2];
+    int pp, bp, ops0, ops1, i, k;
+
+    fx_crypt(f, "# current key\n" KEY_A "\n");
+    id_a = msm_crypt_key_id(f->c.crypt, 0);
+    if (!create(f, &s, apr_pstrcat(root, "user=alice&", secret, NULL))) {
+        return;
+    }
+    key = key_of(f, &s.id);
+    pp = port_of(f, s.node);
+    bp = port_of(f, other_node(f, s.node));
+    /* both copies sealed, the session inside */
+    CHECK_SEALED(f, pp, key, id_a, secret,
+                 S(1, s.node->id, apr_pstrcat(root, "user=alice&", secret,
+                                              NULL)));
+    CHECK_SEALED(f, bp, key, id_a, secret, S(1, s.node->id, NULL));
+    CHECK_INT_EQ(peek(pp, key).rawlen, strlen(copy_text('S', 1, 0,
+        s.node->id, apr_pstrcat(root, "user=alice&", secret, NULL)))
+        + MSM_CRYPT_OVERHEAD);
+    /* a read: one get (gats), on the primary only */
+    settle_learning(f);
+    ops0 = ops_of(f, s.node);
+    ops1 = ops_of(f, other_node(f, s.node));
+    CHECK_STATUS(load_by(f, &s.id, NULL, &l), APR_SUCCESS);
+    CHECK_MEM_EQ(l.value, l.len, apr_pstrcat(root, "user=alice&", secret,
+                                             NULL), 11 + strlen(secret));
+    CHECK_INT_EQ(ops_of(f, s.node) - ops0, 1);
+    CHECK_INT_EQ(ops_of(f, other_node(f, s.node)) - ops1, 0);
+    CHECK_INT_EQ(f->log.n, 0);
+
+    /* a sealed value copied under another session's key: not served (it
+     * does not open under that key), and the next save replaces it */
+    if (!create(f, &s2, "user=mallory")) {
+        return;
+    }
+    key2 = key_of(f, &s2.id);
+    for (i = 0; i < 2; i++) {
+        copy_t c = peek(pp, key);
+        raw_set(f->port[i], key2, c.raw, c.rawlen, IDLE);
+    }
+    CHECK_STATUS(load_by(f, &s2.id, NULL, &l), APR_NOTFOUND);
+    CHECK(l.value == NULL);
+    CHECK_INT_EQ(l.destroyed, 0);
+    CHECK_MSG(log_count(&f->log, "MSM00171") >= 1, "MSM00171 %d times",
+              log_count(&f->log, "MSM00171"));
+    CHECK(f->log.n > 0 && strstr(f->log.msg[f->log.n - 1],
+                                 "does not open with its key") != NULL);
+    CHECK_INT_EQ(log_count(&f->log, "MSM00170"), 0);
+    for (i = 0; i < 2; i++) {
+        CHECK(msm_node_is_live(&f->nodes->node[i]));
+    }
+    resave_sealed(f, &s2, "user=mallory&v=2");
+
+    /* a server of the cluster with another key: the session is not
+     * served, not written over (its save makes a new id), and said once
+     * (MSM00170), however many requests meet it */
+    other = fx2();
+    fx_share(other, f);
+    fx_crypt(other, KEY_B);
+    for (i = 0; i < 2; i++) {
+        before[i] = peek(f->port[i], key);
+    }
+    for (k = 0; k < 4; k++) {
+        x = rq(other);
+        from_cookie(&l, &s.id, NULL);
+        CHECK_STATUS(msm_store_load(&other->c, x, &l), MSM_MC_ETOOBIG);
+        CHECK(l.value == NULL);
+        CHECK_INT_EQ(l.destroyed, 0);
+        if (k == 0) {
+            /* a save under that id is refused, the copies stay */
+            CHECK_STATUS(msm_store_save(&other->c, x, &l, "b=1", 3),
+                         MSM_STORE_UNREADABLE);
+        }
+        /* mod_msm: no session; a save makes a new id */
+        l.has_id = 0;
+        CHECK_STATUS(msm_store_save(&other->c, x, &l, "b=1", 3),
+                     APR_SUCCESS);
+        CHECK(strcmp(l.id.hex, s.id.hex) != 0);
+        msm_store_run_later(&other->c, x);
+        CHECK_SEALED(other, port_of(other, l.node), key_of(other, &l.id),
+                     msm_crypt_key_id(other->c.crypt, 0), secret,
+                     S(1, l.node->id, "b=1"));
+    }
+    CHECK_INT_EQ(log_count(&other->log, "MSM00170"), 1);
+    CHECK_INT_EQ(log_count(&other->log, "MSM00107"), 0);
+    CHECK_INT_EQ(log_count(&other->log, "MSM00171"), 0);
+    CHECK(strstr(other->log.msg[0], apr_psprintf(root, "key id %08x",
+                                                 id_a)) != NULL);
+    /* the loads count as misses; only the refused save counts as a
+     * copy it cannot read */
+    CHECK_INT_EQ(other->stats.load_miss, 4);
+    CHECK_INT_EQ(other->stats.too_large, 1);
+    for (i = 0; i < 2; i++) {
+        copy_t now = peek(f->port[i], key);
+        CHECK_MEM_EQ(now.raw, now.rawlen, before[i].raw, before[i].rawlen);
+        CHECK(msm_node_is_live(&other->nodes->node[i]));
+    }
+    CHECK_STATUS(load_by(f, &s.id, NULL, &l), APR_SUCCESS);
+    CHECK_MEM_EQ(l.value, l.len, apr_pstrcat(root, "user=alice&", secret,
+                                             NULL), 11 + strlen(secret));
+    fx_done(other);
+
+    /* rotation: [C, A] reads what A sealed and seals with C; A alone no
+     * longer reads the sessions rewritten since */
+    rot = fx2();
+    fx_share(rot, f);
+    fx_crypt(rot, KEY_C "\n" KEY_A "\n");
+    id_c = msm_crypt_key_id(rot->c.crypt, 0);
+    x = rq(rot);
+    from_cookie(&l, &s.id, NULL);
+    CHECK_STATUS(msm_store_load(&rot->c, x, &l), APR_SUCCESS);
+    CHECK_MEM_EQ(l.value, l.len, apr_pstrcat(root, "user=alice&", secret,
+                                             NULL), 11 + strlen(secret));
+    CHECK_STATUS(msm_store_save(&rot->c, x, &l, "user=alice&v=3", 14),
+                 APR_SUCCESS);
+    msm_store_run_later(&rot->c, x);
+    CHECK_SEALED(rot, pp, key, id_c, secret,
+                 S(2, s.node->id, "user=alice&v=3"));
+    CHECK_SEALED(rot, bp, key, id_c, secret,
+                 S(2, s.node->id, "user=alice&v=3"));
+    CHECK_INT_EQ(rot->log.n, 0);
+    CHECK_STATUS(load_by(f, &s.id, NULL, &l), MSM_MC_ETOOBIG);
+    CHECK_INT_EQ(log_count(&f->log, "MSM00170"), 1);
+    fx_done(rot);
+
+    /* a copy in clear text (a server without MsmEncryptKeyFile) is not
+     * served with it, and the next save replaces it */
+    clear = fx2();
+    fx_share(clear, f);
+    if (create(clear, &n, "clear=1")) {
+        CHECK_COPY(port_of(clear, n.node), key_of(f, &n.id),
+                   S(1, n.node->id, "clear=1"));
+        k = log_count(&f->log, "MSM00171");
+        CHECK_STATUS(load_by(f, &n.id, NULL, &l), APR_NOTFOUND);
+        CHECK_INT_EQ(l.destroyed, 0);
+        CHECK(log_count(&f->log, "MSM00171") > k);
+        CHECK(strstr(f->log.msg[f->log.n - 1], "is not sealed") != NULL);
+        resave_sealed(f, &n, "sealed=1");
+    }
+    fx_done(clear);
+
+    /* tombstones are sealed too, and still stop a resurrection from the
+     * backup's node */
+    f->log.n = 0;
+    if (create(f, &s, "user=bob")) {
+        key = key_of(f, &s.id);
+        pp = port_of(f, s.node);
+        bp = port_of(f, other_node(f, s.node));
+        x = rq(f);
+        from_cookie(&l, &s.id, NULL);
+        CHECK_STATUS(msm_store_remove(&f->c, x, &l), APR_SUCCESS);
+        msm_store_run_later(&f->c, x);
+        CHECK_SEALED(f, pp, key, id_a, "user=bob", "D");
+        CHECK_SEALED(f, bp, key, id_a, "user=bob", "D");
+        raw_del(pp, key);
+        CHECK_STATUS(load_by(f, &s.id, NULL, &l), APR_NOTFOUND);
+        CHECK_INT_EQ(l.destroyed, 1);
+        CHECK(l.value == NULL);
+        CHECK_COPY(pp, key, "-");
+        CHECK_SEALED(f, bp, key, id_a, "user=bob", "D");
+        CHECK_INT_EQ(f->log.n, 0);
+    }
+    fx_done(f);
+}
+
+/* ------------------------------------------------------------------ */
 /* Refresh of a session only read, and sticky keepalive                */
 
 static void test_refresh(void)
@@ -3101,6 +3373,7 @@ int main(void)
     test_dead_nodes();
     test_too_large();
     test_corrupt_items();
+    test_encrypted();
     test_refresh();
     test_keepalive();
     test_writer_route();

@@ -1343,6 +1343,41 @@ sub _write {
 
 sub random_hex { join '', map { sprintf '%04x', int rand 65536 } 1 .. 8 }
 
+# Encryption at rest (MsmEncryptKeyFile, src/msm_crypt.h):
+#   MsmTest::encrypt_key()          a new key: 32 random bytes in base64 (with '=')
+#   MsmTest::key_id($base64_key)    its key id as the logs print it (8 hex digits:
+#                                   the first 4 bytes of SHA-256 of the 32 bytes)
+#   MsmTest::sealed_id($value)      the key id a value read from memcached was sealed
+#                                   with ("MSME" <id> <nonce> ...), undef when it is not
+#   MsmTest::key_file($name, $text [, $mode])   writes t/tmp/$name-PID (mode 0600
+#                                   unless given) and returns its path
+sub encrypt_key {
+    require MIME::Base64;
+    open my $fh, '<:raw', '/dev/urandom' or croak "/dev/urandom: $!";
+    read($fh, my $raw, 32) == 32 or croak "/dev/urandom: short read";
+    close $fh;
+    return MIME::Base64::encode_base64($raw, '');
+}
+sub key_id {
+    require MIME::Base64;
+    require Digest::SHA;
+    my $raw = MIME::Base64::decode_base64(shift);
+    croak 'key_id: not a key of 32 bytes' unless length $raw == 32;
+    return unpack 'H8', Digest::SHA::sha256($raw);
+}
+sub sealed_id {
+    my $v = shift;
+    return undef unless defined $v && length $v >= 36 && substr($v, 0, 4) eq 'MSME';
+    return unpack 'H8', substr($v, 4, 4);
+}
+sub key_file {
+    my ($name, $text, $mode) = @_;
+    my $f = catfile(tmp_dir(), "$name-$$");
+    _write($f, $text);
+    chmod $mode // 0600, $f;
+    return $f;
+}
+
 # $mc->sigstop returns once the signal is sent; a memcached thread can still answer
 # a request in the moment after. wait_stopped: true once every thread of the
 # process is in state T (stopped), bounded.
