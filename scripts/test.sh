@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - THE test command of mod_msm (CI runs it through .ci/run).
 #
-#   bash scripts/test.sh [--asan] [--mpm event] [--only t/foo.t]... [--keep] [--no-module] [--verbose] [--no-skip]
+#   bash scripts/test.sh [--asan] [--mpm event] [--fpm] [--only t/foo.t]... [--keep] [--no-module] [--verbose] [--no-skip]
 #
 # Run as root on a fresh Debian 12 machine it:
 #   1. apt-get installs what the build and the tests need (skipped when present);
@@ -21,6 +21,10 @@
 #                Apache::Test suite without mod_msm (-defines MSM_NO_MODULE)
 #   --verbose    verbose TAP output
 #   --mpm NAME   the MPM of every httpd the suite starts: prefork (default) or event
+#   --fpm        the test application (/msm/app.cgi and every location that serves
+#                it) runs in php-fpm through mod_proxy_fcgi (t/htdocs/msm/app.php:
+#                the session reaches PHP as a FastCGI parameter, X-Replace-Session
+#                comes back as a response header), as with mpm_event in production
 #   --no-skip    every skip (a stage, a C test program, a t/*.t file or assertion)
 #                also counts as a failure: CI runs as root on Debian, where
 #                everything the suite needs can be installed
@@ -40,7 +44,8 @@ exec 2>&1   # one ordered stream: the summary line stays the last line
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START_TS=$(date +%s)
 
-ASAN=0 KEEP=0 NO_MODULE=0 VERBOSE=0 NO_SKIP=0
+ASAN=0 KEEP=0 NO_MODULE=0 VERBOSE=0 NO_SKIP=0 FPM=0
+FPM_PID=""
 ONLY=()
 PASSED=0
 FAILED=0
@@ -82,6 +87,53 @@ stop_httpd() {
     fi
 }
 
+# php-fpm of --fpm: its master's pid (from its pid file) and the runuser
+# that started it
+stop_fpm() {
+    [ -n "$FPM_PID" ] || return 0
+    local pid i
+    pid=$(cat "$BUILD/.fpm/php-fpm.pid" 2>/dev/null || true)
+    for p in $pid $FPM_PID; do kill -TERM "$p" 2>/dev/null || true; done
+    for i in $(seq 50); do
+        kill -0 "$FPM_PID" 2>/dev/null || { [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; } && break
+        sleep 0.1
+    done
+    for p in $pid $FPM_PID; do kill -KILL "$p" 2>/dev/null || true; done
+    FPM_PID=""
+}
+
+# --fpm: one php-fpm as the test user, a static pool on a Unix socket that
+# every httpd of the suite (Apache::Test's and the tests' own) proxies to
+start_fpm() {
+    local bin d=$BUILD/.fpm
+    bin=$(ls /usr/sbin/php-fpm* 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$bin" ] || fail_step "--fpm: no /usr/sbin/php-fpm* (Debian package php-fpm)"
+    as_user mkdir -p "$d"
+    as_user sh -c "cat > '$d/php-fpm.conf'" <<EOF_FPM
+[global]
+pid = $d/php-fpm.pid
+error_log = $d/php-fpm.log
+daemonize = no
+[app]
+listen = $d/fpm.sock
+listen.mode = 0660
+listen.backlog = 511
+pm = static
+pm.max_children = 40
+catch_workers_output = yes
+EOF_FPM
+    log "php-fpm: $bin, 40 workers on $d/fpm.sock"
+    as_user "$bin" -F -y "$d/php-fpm.conf" >> "$LOGS/php-fpm.log" 2>&1 &
+    FPM_PID=$!
+    for _ in $(seq 100); do
+        [ -S "$d/fpm.sock" ] && break
+        kill -0 "$FPM_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -S "$d/fpm.sock" ] || fail_step "--fpm: php-fpm did not start" "$LOGS/php-fpm.log"
+    export MSM_TEST_FPM_SOCKET=$d/fpm.sock
+}
+
 # "passed failed skipped" of make check, from each unit test program's log
 # (tests/*.log, tests/*.trs): its checks one by one ("<name>: N checks, M
 # failed"); a program that failed without that line is one failure, one that
@@ -115,6 +167,7 @@ finish() {
     FINISHED=1
     trap - EXIT INT TERM
     stop_httpd
+    stop_fpm
     if [ -n "$BUILD" ] && [ -d "$BUILD" ]; then
         if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "$KEEP" = 0 ]; then
             rm -rf "$BUILD"
@@ -142,11 +195,12 @@ while [ $# -gt 0 ]; do
         --no-module) NO_MODULE=1 ;;
         --verbose|-v) VERBOSE=1 ;;
         --no-skip) NO_SKIP=1 ;;
+        --fpm) FPM=1 ;;
         --mpm) shift; case "${1:-}" in prefork|event) export MSM_TEST_MPM=$1 ;;
                    *) warn "--mpm: prefork or event"; exit 2 ;; esac ;;
         --only) shift; [ $# -gt 0 ] || { warn "--only needs a file"; exit 2; }; ONLY+=("$1") ;;
         --only=*) ONLY+=("${1#--only=}") ;;
-        -h|--help) FINISHED=1; sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) FINISHED=1; sed -n '2,39p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) warn "unknown argument '$1' (see --help)"; exit 2 ;;
     esac
     shift
@@ -168,7 +222,7 @@ fail_step() {   # fail_step "what" [logfile]
 PKGS="apache2 apache2-dev memcached libapache2-mod-perl2 autoconf automake libtool
       pkg-config make gcc libc6-dev libssl-dev openssl libwww-perl libjson-pp-perl libjson-xs-perl wrk nutcracker yrmcds
       curl perl git ca-certificates procps clang libclang-rt-14-dev apache2-utils
-      chromium nodejs"
+      chromium nodejs php-fpm"
 
 if [ "$(id -u)" = 0 ]; then
     if [ "${MSM_SKIP_APT:-0}" != 1 ]; then
@@ -379,12 +433,18 @@ fi
 [ ${#TESTS[@]} -gt 0 ] || fail_step "no t/*.t test files"
 
 TEST_PL_ARGS=(-httpd "$HTTPD_FOR_TESTS" -apxs "$APXS")
+DEFINES=""
+if [ "$FPM" = 1 ]; then
+    start_fpm
+    DEFINES="$DEFINES MSM_FPM"
+fi
 if [ "$NO_MODULE" = 1 ]; then
-    TEST_PL_ARGS+=(-defines MSM_NO_MODULE)
+    DEFINES="$DEFINES MSM_NO_MODULE"
     export MSM_REQUIRE_MODULE=0
 else
     export MSM_REQUIRE_MODULE=1   # t/lib/MsmTest.pm: mod_msm tests must not skip
 fi
+[ -n "$DEFINES" ] && TEST_PL_ARGS+=(-defines "${DEFINES# }")
 # t/80_browser.t: playwright-core (t/browser/package-lock.json) from the npm registry;
 # npm's cache lives in the test user's home, so that later runs need no download
 if [ -f t/browser/package-lock.json ]; then

@@ -9,7 +9,7 @@ use warnings;
 use Apache::Test qw(-withtestmore);
 use MsmTest;
 
-plan tests => 24, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 25, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %node = (n1 => 21301, n2 => 21302, n3 => 21303, v1 => 21311, v2 => 21312);
 my %mc = map { $_ => MsmTest::memcached(port => $node{$_}) } keys %node;
@@ -18,6 +18,10 @@ my $ID = qr/^([0-9a-f]{32})-(n[123])$/;
 my $c = MsmTest::client();
 my $r = $c->get('/msm/app.cgi?op=read');
 is($r->status, 200, 'read without a session') or diag($r->dump);
+# scripts/test.sh --fpm: the app must really run in php-fpm (through
+# mod_proxy_fcgi), else in mod_cgi
+my $app = $ENV{MSM_TEST_FPM_SOCKET} ? 'php-fpm' : 'cgi';
+is($r->field('app'), $app, "the test application runs as $app");
 is_deeply($r->session, {}, 'empty session');
 ok(!defined $r->cookie('MSMSESSION'), 'no session, no cookie');
 

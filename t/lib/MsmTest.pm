@@ -855,6 +855,17 @@ KeepAlive On
     AddHandler cgi-script .cgi
     Require all granted
 </Directory>
+EOF
+        # scripts/test.sh --fpm: the app in php-fpm (as in t/conf/extra.conf.in)
+        $conf .= <<"EOF" if $ENV{MSM_TEST_FPM_SOCKET};
+<Directory "$t/htdocs/msm">
+    <Files "app.cgi">
+        SetHandler "proxy:unix:$ENV{MSM_TEST_FPM_SOCKET}|fcgi://localhost"
+        ProxyFCGISetEnvIf "true" SCRIPT_FILENAME "$t/htdocs/msm/app.php"
+    </Files>
+</Directory>
+EOF
+        $conf .= <<"EOF";
 <Location /server-status>
     SetHandler server-status
 </Location>
@@ -1242,16 +1253,20 @@ sub session_on {
 # MsmTest::parallel_incr($base, $sid, $n): $n clients increment "n" of session
 # $sid at once (/msm/app.cgi?op=incr); then reads it: (number of 200 answers,
 # the value of n, "statuses ...; n = ..." for a diag)
-sub parallel_incr {
-    my ($base, $sid, $n) = @_;
+sub parallel_incr { my ($base, $sid, $n) = @_; return parallel_incr_at($base, '/msm', $sid, $n) }
+
+# MsmTest::parallel_incr_at($base, $prefix, $sid, $n): the same through
+# $prefix/app.cgi (a location of its own, e.g. with MsmLocking On)
+sub parallel_incr_at {
+    my ($base, $prefix, $sid, $n) = @_;
     my @res = parallel($n, sub {
         my $w = client(base => $base, timeout => 20);
         $w->cookie(MSMSESSION => $sid);
-        return $w->get('/msm/app.cgi?op=incr&k=n')->status;
+        return $w->get("$prefix/app.cgi?op=incr&k=n")->status;
     }, timeout => 60);
     my $r = client(base => $base);
     $r->cookie(MSMSESSION => $sid);
-    my $count = (($r->get('/msm/app.cgi?op=read')->session // {})->{n}) // 0;
+    my $count = (($r->get("$prefix/app.cgi?op=read")->session // {})->{n}) // 0;
     return (scalar(grep { ($_ // 0) == 200 } @res), $count,
             'statuses ' . join(' ', map { $_ // '-' } @res) . "; n = $count");
 }
@@ -1758,6 +1773,83 @@ END {
         my $p = delete $PLIVE{$k};
         $p->stop if $p && $p->{owner} == $$;
     }
+}
+
+
+# ================================================================ more helpers (t/23, t/36, t/37, t/51, t/63-t/66)
+#   MsmTest::module_line('rewrite')   "LoadModule rewrite_module .../mod_rewrite.so" for an httpd
+#                                     module the suite does not load (from the directory of the
+#                                     modules it loads), for an extra httpd's conf
+#   $MsmTest::STATUS_LOCATION         a <Location /msm-status> (SetHandler msm-status) for an
+#                                     extra httpd's conf
+#   MsmTest::counters($base)          the "counters" of $base's /msm-status ({} on error)
+#   MsmTest::status_node($base, $id)  the node $id of $base's /msm-status (undef when missing)
+#   MsmTest::delta($before, $after)   { key => after - before } of two flat hashes of numbers
+#   MsmTest::cookie_attrs($set_cookie) -> (name, value, { lower-case attribute => value, 1 for
+#                                     a flag }, [attribute names in the order sent])
+#   MsmTest::cont_after($mc, $secs)   SIGCONT to $mc (stopped) after $secs, from a worker: a
+#                                     MsmTest::parallel_start handle for parallel_wait
+#   MsmTest::raw_request($base, $path, %o)  a request on a socket of its own, returned open:
+#                                     o{cookie} (MSMSESSION value), o{method}; the caller closes
+#                                     it (a client that goes away mid-request)
+package MsmTest;
+
+our $STATUS_LOCATION = "<Location /msm-status>\n    SetHandler msm-status\n</Location>";
+
+sub module_line {
+    my $name = shift;
+    my ($any) = grep { /^LoadModule\s+\S+\s+"?\S+\/mod_\w+\.so"?$/ } MsmTest::Httpd::module_lines(msm => 0);
+    my ($dir) = ($any // '') =~ /"?(\S+)\/mod_\w+\.so"?$/;
+    $dir //= '/usr/lib/apache2/modules';
+    croak "no $dir/mod_$name.so" unless -e "$dir/mod_$name.so";
+    return "LoadModule ${name}_module \"$dir/mod_$name.so\"";
+}
+
+sub counters {
+    my $st = msm_status(base => shift) or return {};
+    return $st->{counters} || {};
+}
+
+sub status_node {
+    my ($base, $id) = @_;
+    my $st = msm_status(base => $base) or return undef;
+    my ($n) = grep { ($_->{id} // '') eq $id } @{ $st->{nodes} || [] };
+    return $n;
+}
+
+sub delta {
+    my ($a, $b) = @_;
+    return { map { $_ => ($b->{$_} // 0) - ($a->{$_} // 0) } CORE::keys %$b };
+}
+
+sub cookie_attrs {
+    my ($nv, @attrs) = split /;\s*/, shift // '';
+    my ($n, $v) = split /=/, $nv // '', 2;
+    my (%a, @order);
+    for (@attrs) {
+        my ($an, $av) = split /=/, $_, 2;
+        push @order, $an;
+        $a{ lc $an } = $av // 1;
+    }
+    return ($n, $v, \%a, \@order);
+}
+
+sub cont_after {
+    my ($mc, $secs) = @_;
+    my $pid = $mc->pid;
+    return parallel_start(1, sub { sleep $secs; kill 'CONT', $pid; return 1 });
+}
+
+sub raw_request {
+    my ($base, $path, %o) = @_;
+    my ($port) = $base =~ /:(\d+)$/ or croak "raw_request: no port in $base";
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
+                                  Timeout => 5) or croak "raw_request: connect: $!";
+    my $req = ($o{method} // 'GET') . " $path HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n"
+            . (defined $o{cookie} ? "Cookie: MSMSESSION=$o{cookie}\r\n" : '')
+            . "Connection: close\r\n\r\n";
+    syswrite($s, $req) == length $req or croak "raw_request: write: $!";
+    return $s;
 }
 
 

@@ -15,7 +15,8 @@
 #   ?op=env                     JSON of the CGI environment (debugging)
 #   &status=NNN                 answer with that HTTP status
 #
-# Every JSON body holds: op, pid (getppid(): the httpd child under mod_cgi),
+# Every JSON body holds: op, app ("cgi"; app.php, its php-fpm twin under
+# scripts/test.sh --fpm: "php-fpm"), pid (getppid(): the httpd child under mod_cgi),
 # session (hash after the operation), session_in (hash as received), raw (HTTP_SESSION).
 use strict;
 use warnings;
@@ -110,6 +111,7 @@ else {
 my $status = $q->{status};
 my $body = JSON::PP->new->canonical->encode({
     op         => $op,
+    app        => 'cgi',
     pid        => getppid(),
     session    => \%session,
     session_in => $in,
