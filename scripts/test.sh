@@ -222,7 +222,7 @@ fail_step() {   # fail_step "what" [logfile]
 PKGS="apache2 apache2-dev memcached libapache2-mod-perl2 autoconf automake libtool
       pkg-config make gcc libc6-dev libssl-dev openssl libwww-perl libjson-pp-perl libjson-xs-perl wrk nutcracker yrmcds
       curl perl git ca-certificates procps clang libclang-rt-14-dev apache2-utils
-      chromium nodejs php-fpm"
+      chromium nodejs php-fpm libapache2-mod-php"
 
 if [ "$(id -u)" = 0 ]; then
     if [ "${MSM_SKIP_APT:-0}" != 1 ]; then
