@@ -1,11 +1,16 @@
 /* What one memcached round trip costs through mod_msm's client
- * (src/msm_mc.c), over TCP loopback and over a Unix socket: wall time and
- * CPU (this process plus the memcached it talks to) per operation.
+ * (src/msm_mc.c), over TCP loopback, over a Unix socket, over TLS and with
+ * encryption at rest: wall time and CPU (this process plus the memcached it
+ * talks to) per operation.
  *
  *   make mc_bench
  *   ./mc_bench -a t:127.0.0.1:11211 -a u:unix:/tmp/mc.sock [-n 20000] [-r 5]
+ *              [-a tls:s:127.0.0.1:11212 -c ca.pem] [-a enc:e:127.0.0.1:11211 -k keys]
  *       -a  a node as MsmNodes writes it (repeatable; the runs alternate
- *           between them)
+ *           between them); "tls:" before it: MsmTLS On (one pooled
+ *           connection: its handshake happens before the timed gets),
+ *           verified against -c; "enc:" before it: the value is sealed as
+ *           MsmEncryptKeyFile -k seals it and every get opens it
  *       -p  memcached's pid for each -a, in the same order (its CPU is
  *           read from /proc/<pid>/stat; without it only this process's)
  *       -n  gets per run, -r runs per address, -l value bytes (1000)
@@ -23,14 +28,18 @@
 #include <apr_strings.h>
 #include <apr_time.h>
 
+#include "msm_crypt.h"
 #include "msm_mc.h"
 #include "msm_nodes.h"
+#include "msm_tls.h"
 
 #define MAX_ADDRS 4
 #define MAX_RUNS 64
 
 typedef struct target {
     const char *spec;
+    const char *node;           /* spec without "tls:" / "enc:" */
+    int tls, enc;
     long pid;
     apr_sockaddr_t *addr;
     double wall_us[MAX_RUNS], cpu_us[MAX_RUNS];
@@ -75,7 +84,7 @@ static double proc_cpu_us(long pid)
  * stderr if it is not one. */
 static const char *resolve(apr_pool_t *p, target_t *t)
 {
-    char *const words[] = { (char *)t->spec };
+    char *const words[] = { (char *)t->node };
     msm_nodes_t *nodes;
     const char *err = msm_nodes_parse(p, 1, words, &nodes);
 
@@ -88,22 +97,54 @@ static const char *resolve(apr_pool_t *p, target_t *t)
     return err;
 }
 
+static msm_tls_ctx_t *tls_ctx;     /* -c */
+static msm_crypt_t *crypt_keys;     /* -k */
+
+/* A get as mod_msm does it: with "enc:", the value opened. */
+static int get_one(msm_mc_server_t *s, apr_pool_t *op, const target_t *t,
+                   apr_size_t len)
+{
+    msm_mc_item_t item;
+    char *plain;
+    apr_size_t plen;
+    apr_uint32_t id;
+
+    if (msm_mc_get(s, op, "mc_bench", &item) != APR_SUCCESS) {
+        return 0;
+    }
+    if (!t->enc) {
+        return item.len == len;
+    }
+    return msm_crypt_open(crypt_keys, op, "mc_bench", item.value, item.len,
+                          &plain, &plen, &id) == APR_SUCCESS && plen == len;
+}
+
 static int one_run(apr_pool_t *parent, target_t *t, int run, int n,
                    apr_size_t len)
 {
     apr_pool_t *p;
     msm_mc_server_t *s;
-    msm_mc_item_t item;
-    char *value = malloc(len);
+    char *value = malloc(len), *stored = value;
+    apr_size_t slen = len;
     double w0, c0, m0;
     int i, ok = 1;
 
     apr_pool_create(&p, parent);
     memset(value, 'v', len);
-    if (msm_mc_server_create(p, t->addr, apr_time_from_sec(2), 1 << 20, 1,
-                             NULL, &s) != APR_SUCCESS
-        || msm_mc_store(s, MSM_MC_SET, "mc_bench", value, len, 0, 60, 0)
-           != APR_SUCCESS) {
+    if (t->enc && msm_crypt_seal(crypt_keys, p, "mc_bench", value, len,
+                                 &stored, &slen) != APR_SUCCESS) {
+        ok = 0;
+    }
+    if (!ok || msm_mc_server_create(p, t->addr, apr_time_from_sec(2), 1 << 20,
+                                    1, NULL, &s) != APR_SUCCESS) {
+        fprintf(stderr, "%s: no server\n", t->spec);
+        ok = 0;
+    }
+    if (ok && t->tls) {
+        msm_mc_server_set_tls(s, tls_ctx, "127.0.0.1");
+    }
+    if (ok && msm_mc_store(s, MSM_MC_SET, "mc_bench", stored, slen, 0, 60, 0)
+              != APR_SUCCESS) {
         fprintf(stderr, "%s: cannot store\n", t->spec);
         ok = 0;
     }
@@ -113,8 +154,7 @@ static int one_run(apr_pool_t *parent, target_t *t, int run, int n,
     for (i = 0; ok && i < n; i++) {
         apr_pool_t *op;
         apr_pool_create(&op, p);
-        ok = msm_mc_get(s, op, "mc_bench", &item) == APR_SUCCESS
-             && item.len == len;
+        ok = get_one(s, op, t, len);
         apr_pool_destroy(op);
     }
     t->wall_us[run] = ((double)apr_time_now() - w0) / n;
@@ -125,6 +165,45 @@ static int one_run(apr_pool_t *parent, target_t *t, int run, int n,
         fprintf(stderr, "%s: a get failed\n", t->spec);
     }
     return ok;
+}
+
+/* "tls:" and "enc:" of each -a; the TLS context and the keys they need. */
+static int setup_options(apr_pool_t *p, target_t *t, int nt, const char *ca,
+                         const char *keyfile)
+{
+    msm_tls_files_t files = { ca, NULL, NULL };
+    const char *err = NULL;
+    int i, tls = 0, enc = 0;
+
+    for (i = 0; i < nt; i++) {
+        t[i].node = t[i].spec;
+        if (strncmp(t[i].node, "tls:", 4) == 0) {
+            t[i].tls = tls = 1;
+            t[i].node += 4;
+        }
+        else if (strncmp(t[i].node, "enc:", 4) == 0) {
+            t[i].enc = enc = 1;
+            t[i].node += 4;
+        }
+    }
+    if (tls) {
+        err = msm_tls_ctx_make(p, &files, &tls_ctx);
+    }
+    if (err == NULL && enc) {
+        char buf[16384];
+        FILE *f = keyfile ? fopen(keyfile, "r") : NULL;
+        size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+        if (f) {
+            fclose(f);
+        }
+        err = f ? msm_crypt_parse_keys(p, buf, n, &crypt_keys)
+                : "enc: needs -k keyfile";
+    }
+    if (err) {
+        fprintf(stderr, "mc_bench: %s\n", err);
+        return 1;
+    }
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -150,23 +229,31 @@ int main(int argc, char **argv)
     apr_pool_t *pool;
 
     memset(t, 0, sizeof(t));
-    while ((c = getopt(argc, argv, "a:p:n:r:l:")) != -1) {
+    const char *ca = NULL, *keyfile = NULL;
+
+    while ((c = getopt(argc, argv, "a:p:n:r:l:c:k:")) != -1) {
         switch (c) {
         case 'a': if (nt < MAX_ADDRS) t[nt++].spec = optarg; break;
         case 'p': if (np < MAX_ADDRS) t[np++].pid = atol(optarg); break;
         case 'n': n = atoi(optarg); break;
         case 'r': runs = atoi(optarg); break;
         case 'l': len = (apr_size_t)atol(optarg); break;
+        case 'c': ca = optarg; break;
+        case 'k': keyfile = optarg; break;
         default: return 2;
         }
     }
     if (nt == 0 || n < 1 || runs < 1 || runs > MAX_RUNS || len < 1) {
-        fprintf(stderr, "usage: %s -a addr [-a addr] [-p pid ...] [-n N] "
-                "[-r runs] [-l bytes]\n", argv[0]);
+        fprintf(stderr, "usage: %s -a [tls:|enc:]addr [-a addr] [-p pid ...] "
+                "[-n N] [-r runs] [-l bytes] [-c ca.pem] [-k keyfile]\n",
+                argv[0]);
         return 2;
     }
     apr_initialize();
     apr_pool_create(&pool, NULL);
+    if (setup_options(pool, t, nt, ca, keyfile) != 0) {
+        return 1;
+    }
     for (i = 0; i < nt; i++) {
         const char *err = resolve(pool, &t[i]);
         if (err) {
