@@ -6,8 +6,9 @@
 # unlocked operations (read: one gats; write: gats + cas on the primary, then gets +
 # cas of the backup, written only over an older copy). Not counted: the read of the
 # published node failures, once a second (MsmTest::mc_ops counts it apart). Then a
-# short bounded throughput run, On vs Off, on one contended session and on 200
-# independent sessions (rps printed, not asserted).
+# short bounded throughput run, On vs Off, on one contended session (no lost
+# update; rates printed) and on 200 independent sessions (On keeps at least half
+# of Off's rate, measured in interleaved pairs).
 use strict;
 use warnings;
 
@@ -15,7 +16,7 @@ use Apache::Test qw(-withtestmore);
 use MsmTest;
 use Time::HiRes qw(time sleep);
 
-plan tests => 34, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
+plan tests => 32, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 my %port = (n1 => 21301, n2 => 21302, n3 => 21303);
 my %mc = map { $_ => MsmTest::memcached(port => $port{$_}) } sort keys %port;
@@ -96,34 +97,35 @@ for my $round (1, 2) {
 ok(!grep({ /^lock:/ } map { $mc{$_}->keys } keys %mc), 'no lock key left in memcached');
 
 # ---------------------------------------------------------------- throughput
-# 300 requests (op=incr) from 8 parallel clients; a run stops sending after 7 s (loaded machines)
-my $N = 300;
+# op=incr from 8 parallel clients; a run stops sending after 7 s (loaded machines)
 my $P = 8;
 sub run_load {
-    my ($prefix, $sessions) = @_;     # $sessions: list of cookie values, request j uses $j % @$sessions
+    # $sessions: list of cookie values, request j uses $j % @$sessions
+    my ($prefix, $sessions, $n) = @_;
     my $t0 = time;
     my @res = MsmTest::parallel($P, sub {
         my $i = shift;
         my $w = MsmTest::client();
-        my (%st, $n);
+        my (%st, $n_sent);
         my $deadline = time + 7;
-        for (my $j = $i; $j < $N; $j += $P) {
+        for (my $j = $i; $j < $n; $j += $P) {
             last if time > $deadline;
             $w->cookie(MSMSESSION => $sessions->[$j % @$sessions]);
             my $x = $w->get("$prefix/app.cgi?op=incr&k=t");
             $st{ $x->status }++;
-            $n++;
+            $n_sent++;
         }
-        return { st => \%st, n => $n };
+        return { st => \%st, n => $n_sent };
     }, timeout => 40);
     my $el = time - $t0;
-    my (%st, $n);
+    my (%st, $sent);
     for my $x (@res) {
         if ($x->{__error}) { $st{error}++; next }
         $st{$_} += $x->{st}{$_} for keys %{ $x->{st} };
-        $n += $x->{n} // 0;
+        $sent += $x->{n} // 0;
     }
-    return { elapsed => $el, n => $n // 0, st => \%st, rps => ($n // 0) / ($el || 1) };
+    $sent //= 0;
+    return { elapsed => $el, n => $sent, st => \%st, rps => $sent / ($el || 1) };
 }
 sub stored_t {
     my $cookie = shift;
@@ -132,13 +134,19 @@ sub stored_t {
     return $v =~ /(?:^|&)t=(\d+)/ ? $1 : 0;
 }
 sub fmt_st { my $s = shift; join ',', map { "$_:$s->{$_}" } sort keys %$s }
+sub load_diag {
+    my ($k, $l) = @_;
+    diag(sprintf '  %-18s %6.1f rps  %3d requests in %5.2f s  statuses %s%s', $k, $l->{rps}, $l->{n},
+         $l->{elapsed}, fmt_st($l->{st}), defined $l->{gained} ? "  counter +$l->{gained}" : '');
+}
 
-# one contended session
+# one contended session, 300 requests: On serialises them (their rate says
+# nothing that could be asserted on a shared machine; printed only)
 my %load;
 for my $mode (['Off', '/msm'], ['On', '/lock-on']) {
     my ($name, $prefix) = @$mode;
     my $before = stored_t($sid);
-    my $l = run_load($prefix, [$sid]);
+    my $l = run_load($prefix, [$sid], 300);
     $l->{gained} = stored_t($sid) - $before;
     $load{"contended $name"} = $l;
 }
@@ -153,23 +161,41 @@ for my $j (0 .. 199) {
 }
 is(scalar(@sids), 200, '200 independent sessions stored in memcached');
 @sids = ($sid) unless @sids;
-for my $mode (['Off', '/msm'], ['On', '/lock-on']) {
-    my ($name, $prefix) = @$mode;
-    $load{"independent $name"} = run_load($prefix, \@sids);
+# Independent sessions never wait for each other's lock: On costs 3 memcached
+# round trips more than Off per request (add, gets, md: 40-150 µs of CPU each
+# here, README "Benchmark"), next to a CGI request of ~10-30 ms (a perl start),
+# so On should run at > 0.9 of Off's rate. Measured as 3 interleaved pairs
+# (Off, On) of 96 requests, so that the load of other processes on this shared
+# 2-core machine falls on both; the median of the 3 per-pair ratios must be
+# >= 0.5: a busy neighbour during one run of a pair moves that pair's ratio by up
+# to ~30% (README, req/s from run to run), and the median ignores one outlier
+# pair, while On serialising requests it need not (a lock per server, say) or
+# waiting on locks (a lock held past its request) would put it far below.
+my @ratios;
+for my $pair (1 .. 3) {
+    my $off = run_load("/msm", \@sids, 96);
+    my $on  = run_load("/lock-on", \@sids, 96);
+    for my $run (['Off', $off], ['On', $on]) {
+        my ($k, $l) = ("independent $run->[0]", $run->[1]);
+        $load{$k}{n} += $l->{n};
+        $load{$k}{elapsed} += $l->{elapsed};
+        $load{$k}{st}{$_} += $l->{st}{$_} for keys %{ $l->{st} };
+    }
+    push @ratios, $on->{rps} / ($off->{rps} || 1e-9);
 }
+$load{$_}{rps} = $load{$_}{n} / ($load{$_}{elapsed} || 1) for 'independent Off', 'independent On';
+my $median = (sort { $a <=> $b } @ratios)[1];
 
-diag("throughput, $N x op=incr from $P parallel clients:");
+diag("throughput, op=incr from $P parallel clients:");
+load_diag($_, $load{$_}) for 'contended Off', 'contended On', 'independent Off', 'independent On';
+diag('independent sessions, per-pair rate On/Off: ' . join(' ', map { sprintf '%.2f', $_ } @ratios));
 for my $k ('contended Off', 'contended On', 'independent Off', 'independent On') {
     my $l = $load{$k};
-    diag(sprintf '  %-16s %6.1f rps  %3d requests in %5.2f s  statuses %s%s', $k, $l->{rps}, $l->{n},
-         $l->{elapsed}, fmt_st($l->{st}),
-         defined $l->{gained} ? "  counter +$l->{gained}" : '');
-}
-for my $k ('contended Off', 'contended On', 'independent Off', 'independent On') {
-    my $l = $load{$k};
-    ok($l->{n} > 0 && $l->{rps} > 0, "$k: $l->{n} requests answered, rps > 0 (" . sprintf('%.1f', $l->{rps}) . ')');
     is(($l->{st}{200} // 0) + ($l->{st}{503} // 0), $l->{n}, "$k: every answer is 200 or 503 (lock timeout)");
 }
+is($load{'independent On'}{st}{503} // 0, 0, 'independent On: no lock timeout (no two requests share a session)');
+cmp_ok($median, '>=', 0.5, sprintf('independent sessions: MsmLocking On runs at >= 0.5 of Off\'s rate '
+       . '(median of 3 interleaved pairs: %.2f)', $median));
 is($load{'contended On'}{gained}, $load{'contended On'}{st}{200} // 0,
    'contended On: no lost update (the counter grew by the number of 200s)');
 ok($load{'contended Off'}{gained} <= ($load{'contended Off'}{st}{200} // 0),

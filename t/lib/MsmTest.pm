@@ -1782,6 +1782,10 @@ END {
 #                                     modules it loads), for an extra httpd's conf
 #   $MsmTest::STATUS_LOCATION         a <Location /msm-status> (SetHandler msm-status) for an
 #                                     extra httpd's conf
+#   MsmTest::app_conf($nodes, $prefix, @directives)  an extra httpd's conf: "MsmNodes $nodes",
+#                                     MsmKeyPrefix $prefix, MsmOperationTimeout 500, MsmNodeRetry 1,
+#                                     then @directives (a line each: a later one wins), the
+#                                     app's /msm/ location (@APP_SESSION@) and /msm-status
 #   MsmTest::counters($base)          the "counters" of $base's /msm-status ({} on error)
 #   MsmTest::status_node($base, $id)  the node $id of $base's /msm-status (undef when missing)
 #   MsmTest::delta($before, $after)   { key => after - before } of two flat hashes of numbers
@@ -1795,6 +1799,12 @@ END {
 package MsmTest;
 
 our $STATUS_LOCATION = "<Location /msm-status>\n    SetHandler msm-status\n</Location>";
+
+sub app_conf {
+    my ($nodes, $prefix, @dirs) = @_;
+    return join "\n", "MsmNodes $nodes", "MsmKeyPrefix $prefix", 'MsmOperationTimeout 500',
+        'MsmNodeRetry 1', @dirs, "<Location /msm/>\n    \@APP_SESSION\@\n</Location>", $STATUS_LOCATION, '';
+}
 
 sub module_line {
     my $name = shift;
