@@ -13,6 +13,8 @@
 #include "http_request.h"
 #include "util_cookies.h"
 
+#include <dlfcn.h>
+
 #define MSM_COOKIE_FILTER "MSM_COOKIE"
 
 /* ---- helpers ---- */
@@ -675,18 +677,65 @@ static void msm_child_init(apr_pool_t *pchild, server_rec *s)
     }
 }
 
-static void msm_register_hooks(apr_pool_t *p)
+/* mod_session's hooks are looked up, not linked: Debian reads
+ * mods-enabled/msm.load before session.load (alphabetical order), and a
+ * module that referred to ap_hook_session_* would not load before
+ * mod_session ("undefined symbol"). 0 while mod_session is not loaded. */
+typedef void any_fn(void);
+
+static any_fn *session_symbol(const char *name)
+{
+    union { void *obj; any_fn *fn; } sym;
+
+    sym.obj = dlsym(RTLD_DEFAULT, name);
+    return sym.fn;
+}
+
+/* The registration function of mod_session's hook NAME, typed as
+ * mod_session.h declares it. */
+#define SESSION_HOOK(name) \
+    ((void (*)(ap_HOOK_##name##_t *, const char *const *, \
+               const char *const *, int))session_symbol("ap_hook_" #name))
+
+static int register_session_hooks(void)
 {
     static const char *const after_session[] = { "mod_session.c", NULL };
 
+    if (session_symbol("ap_hook_session_load") == NULL
+        || session_symbol("ap_hook_session_save") == NULL
+        || session_symbol("ap_hook_session_decode") == NULL) {
+        return 0;
+    }
+    SESSION_HOOK(session_load)(msm_session_load, NULL, NULL, APR_HOOK_MIDDLE);
+    SESSION_HOOK(session_save)(msm_session_save, NULL, NULL, APR_HOOK_MIDDLE);
+    SESSION_HOOK(session_decode)(msm_session_decode, after_session, NULL,
+                                 APR_HOOK_REALLY_LAST);
+    return 1;
+}
+
+/* mod_msm was loaded before mod_session: its hooks once every LoadModule
+ * has run. */
+static int msm_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp)
+{
+    if (!register_session_hooks()) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, NULL, MSMLOGNO(00155)
+                     "mod_msm needs mod_session: LoadModule session_module "
+                     "(a2enmod session)");
+        return !OK;
+    }
+    return OK;
+}
+
+static void msm_register_hooks(apr_pool_t *p)
+{
+    if (!register_session_hooks()) {
+        ap_hook_pre_config(msm_pre_config, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    }
     ap_hook_check_config(msm_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(msm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(msm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_header_parser(msm_header_parser, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_session_load(msm_session_load, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_session_save(msm_session_save, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_session_decode(msm_session_decode, after_session, NULL,
-                           APR_HOOK_REALLY_LAST);
     ap_register_output_filter(MSM_COOKIE_FILTER, msm_cookie_filter, NULL,
                               AP_FTYPE_CONTENT_SET + 5);
     ap_hook_insert_filter(msm_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);

@@ -128,7 +128,7 @@ my @good = (
         'MsmNodes u:unix:/nonexistent/' . ('s' x 94) . ' n2:127.0.0.1:21322'],
 );
 
-plan tests => 2 * @bad + 2 * @good + 4,
+plan tests => 2 * @bad + 2 * @good + 6,
     need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' => MsmTest::have_msm() };
 
 # LoadModule lines of the Apache::Test config, only those a minimal config needs
@@ -146,10 +146,11 @@ make_path(catdir($dir, 'logs'));
 my $n = 0;
 my @msgs;
 sub configtest {
-    my $extra = shift;
+    my ($extra, @loads) = @_;
+    @loads = @load unless @loads;
     my $conf = catfile($dir, 'httpd-' . ++$n . '.conf');
     open my $fh, '>', $conf or die "$conf: $!";
-    print $fh join("\n", @load, qq{ServerRoot "$dir"}, 'ServerName 127.0.0.1',
+    print $fh join("\n", @loads, qq{ServerRoot "$dir"}, 'ServerName 127.0.0.1',
                    'Listen 127.0.0.1:21320', qq{PidFile "$dir/logs/httpd.pid"},
                    qq{ErrorLog "$dir/logs/error_log"}, qq{DefaultRuntimeDir "$dir/logs"},
                    $extra), "\n";
@@ -187,3 +188,14 @@ like($out, qr/MSM00160: MsmEncryptKeyFile: '\Q$keys{open}\E' is readable by ever
 ($rc, $out, $conf) = configtest("$NODES\nMsmEncryptKeyFile $keys{good}");
 ok($rc == 0 && $out !~ /MSM00160/, 'mode 0600: no MSM00160') or diag($out);
 ok(index(join("\n", @msgs, $out), substr($K1, 0, 12)) < 0, 'no httpd -t message quotes the key');
+
+# load order: Debian reads mods-enabled/*.load alphabetically, msm.load before
+# session.load; mod_msm finds mod_session's hooks once both are loaded. Without
+# mod_session: MSM00155 names it.
+my @msm_first = ((grep { !/session_module/ } @load), grep { /session_module/ } @load);
+($rc, $out, $conf) = configtest("$NODES\n" . loc('MsmLocking Off'), @msm_first);
+ok($rc == 0 && $out =~ /Syntax OK/, 'LoadModule msm_module before session_module: Syntax OK')
+    or diag("$conf:\n$out");
+($rc, $out, $conf) = configtest($NODES, grep { !/session_module/ } @load);
+ok($rc != 0 && $out =~ /MSM00155: mod_msm needs mod_session/, 'without mod_session: MSM00155, httpd -t fails')
+    or diag("$conf:\n$out");
