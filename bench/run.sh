@@ -27,10 +27,16 @@
 #          MaxRequestWorkers 32); mod_php is not thread-safe, so every case's
 #          page runs in php-fpm (one php-fpm, pm static 16, through
 #          mod_proxy_fcgi on a unix socket; the php-memcached cases on pools
-#          of their own with their settings). Same pages, same PHP.
+#          of their own with their settings, also pm static 16). Same pages,
+#          same PHP.
 #      No Mutex directive: httpd's and APR's default mutexes.
 #   4. for each case and page shape ("read": the page reads the session;
-#      "write": it changes it), creates 200 sessions, warms up for 1 s and runs
+#      "write": it changes it), creates 200 sessions, checks that the page runs
+#      and finds them (a write with the first session's cookie answers
+#      count=2, a read after it too: the session reached PHP, SessionEnv as a
+#      FastCGI parameter under php-fpm, and the X-Replace-Session it answered
+#      was stored; a case that fails this is not measured, its row is "-" and
+#      a note says why), warms up for 1 s and runs
 #         wrk -t2 -c16 -d<seconds>s --latency -s rot.lua
 #      rotating their 200 Cookie headers (each wrk thread from its own offset),
 #      and records req/s, p50 and p99 latency, the non-2xx answers (wrk's
@@ -78,10 +84,18 @@
 # Everything it starts (memcached, php-fpm, strace, httpd: `-k stop` on its pid
 # file) is stopped by pid on exit, also on failure or ^C. The temporary
 # directory is removed after a successful run (MSM_BENCH_KEEP=1 keeps it; it is
-# kept on failure). It is never run by the test suite.
+# kept on failure); MSM_BENCH_OUT=DIR copies results.tsv and results.md into
+# DIR first (made when missing; also after a failure, with what there is).
+# It is never run by the test suite.
+#
+# results.tsv, one line per measured run, tab separated: id, label, shape,
+# req/s, p50 ms, p99 ms, non-2xx (+N sock), mc ops/req, ops by command, CPU
+# idle %, load, run (- in the table), pos (- in the table), server CPU
+# µs/req; "-" where a run failed. bench/all.sh reads it.
 #
 # Environment: MSM_BENCH_SESSIONS (default 200), MSM_BENCH_CASES (a space
 # separated subset of the case ids below, for development), MSM_BENCH_KEEP=1,
+# MSM_BENCH_OUT,
 # MSM_BENCH_CONNECTIONS (wrk -c, default 16; e.g. 2 for latency at light load:
 # with 16 connections on 2 cores the p99 is the scheduler's, not the module's),
 # MSM_BENCH_MPM (prefork|event), MSM_BENCH_COMPARE, MSM_BENCH_REPEAT (default
@@ -106,6 +120,11 @@ case "$CMP_SHAPE" in read|write) ;; *) echo "MSM_BENCH_SHAPE must be read or wri
 STRACE=${MSM_BENCH_STRACE:-0}
 STRACE_SECS=${MSM_BENCH_STRACE_SECONDS:-3}
 case "$STRACE_SECS" in ''|*[!0-9]*|0) echo "MSM_BENCH_STRACE_SECONDS must be a number >= 1" >&2; exit 2 ;; esac
+OUT=""                  # MSM_BENCH_OUT, absolute (the cleanup runs in $WORK)
+if [ -n "${MSM_BENCH_OUT:-}" ]; then
+    OUT=$(mkdir -p "$MSM_BENCH_OUT" && cd "$MSM_BENCH_OUT" && pwd) \
+        || { echo "MSM_BENCH_OUT: cannot make $MSM_BENCH_OUT" >&2; exit 2; }
+fi
 FPM_CHILDREN=16         # php-fpm's pm.max_children (event): one per wrk connection
 PORT=18080
 PORT_STICKY=18081
@@ -221,6 +240,11 @@ cleanup() {
     for p in "${MC_PIDS[@]}"; do stop_pid "$p"; done
     if [ "$POLICY_CREATED" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     restore_mods
+    if [ -n "$OUT" ] && [ -n "$WORK" ]; then
+        for f in results.tsv results.md; do
+            [ -f "$WORK/$f" ] && cp "$WORK/$f" "$OUT/$f"
+        done
+    fi
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "$OK" = 1 ] && [ "${MSM_BENCH_KEEP:-0}" != 1 ]; then
             cd / && rm -rf "$WORK"
@@ -430,10 +454,8 @@ EOF_MPM
                 "$pool" "$RUN_USER" "$RUN_GROUP" "$WORK/run/fpm-$pool.sock"
             printf 'listen.owner = %s\nlisten.group = %s\nlisten.mode = 0660\nlisten.backlog = 511\n' \
                 "$RUN_USER" "$RUN_GROUP"
-            if [ "$pool" = www ]; then
-                printf 'pm = static\npm.max_children = %s\n' "$FPM_CHILDREN"
-            else
-                printf 'pm = ondemand\npm.max_children = %s\npm.process_idle_timeout = 10s\n' "$FPM_CHILDREN"
+            printf 'pm = static\npm.max_children = %s\n' "$FPM_CHILDREN"
+            if [ "$pool" != www ]; then
                 printf 'php_value[session.save_handler] = memcached\nphp_value[session.save_path] = "%s"\n' "$MC_LIST"
                 printf 'php_value[memcached.sess_locking] = %s\nphp_value[session.lazy_write] = 1\n' \
                     "$([ "$pool" = phpmc ] && echo 1 || echo 0)"
@@ -507,6 +529,15 @@ mc_stats() {
         | awk '{ for (i = 1; i <= 6; i++) s[i] += $i } END { printf "%d %d %d %d %d %d\n", s[1], s[2], s[3], s[4], s[5], s[6] }'
 }
 
+# first_set_cookie NAME: of each response's headers on stdin, the first
+# Set-Cookie NAME=... as "NAME=value"
+first_set_cookie() {
+    tr -d '\r' | awk -v name="$1" '
+        /^HTTP\// { got = 0 }
+        tolower($1) == "set-cookie:" && index($2, name "=") == 1 && !got {
+            split($2, a, ";"); print a[1]; got = 1 }'
+}
+
 # mkcookies PORT PATH NAME FILE: NSESS new sessions (write page), their cookies
 mkcookies() {
     local port=$1 path=$2 name=$3 out=$4 n
@@ -517,10 +548,7 @@ mkcookies() {
     # one curl, NSESS sequential requests without a cookie jar: NSESS sessions;
     # the first Set-Cookie NAME= of each response
     curl -s -m 120 -D - -o /dev/null "http://127.0.0.1:$port${path}app.php?w=1&n=[1-$NSESS]" \
-        | tr -d '\r' | awk -v name="$name" '
-            /^HTTP\// { got = 0 }
-            tolower($1) == "set-cookie:" && index($2, name "=") == 1 && !got {
-                split($2, a, ";"); print a[1]; got = 1 }' > "$out"
+        | first_set_cookie "$name" > "$out"
     n=$(wc -l < "$out")
     [ "$n" -eq "$NSESS" ] || { echo "!! $path: $n cookies for $NSESS sessions" >&2; return 1; }
 }
@@ -591,14 +619,27 @@ prepare() {
         NOTES+=("$label $shape: could not create $NSESS sessions (skipped)")
         return 1
     fi
-    # the sessions work: a read with the first cookie sees count >= 1
-    if [ "$cname" != - ]; then
-        body=$(curl -s -m 10 -H "Cookie: $(head -n 1 "$cookies")" "http://127.0.0.1:$port${path}app.php")
-        case "$body" in
-            count=[1-9]*) ;;
-            *) NOTES+=("$label: a read with a created session answered '$body' (session not found?)") ;;
-        esac
-    fi
+    # the page runs (PHP's answer, not its source or an error page) and the
+    # sessions work: a write with the first cookie finds its session (created
+    # with count=1) and answers count=2, and a read then finds what it wrote
+    # (with the cookie the write sent back, if any: mod_session_cookie's).
+    # A page that does not see the session (SessionEnv) makes a new one with
+    # count=1; one whose X-Replace-Session is lost leaves count=1 stored.
+    local c=() w=2 q="?w=1" r hdrs=$WORK/logs/check-$id-$shape.txt new
+    if [ "$cname" = - ]; then w=1; else c=(-H "Cookie: $(head -n 1 "$cookies")"); fi
+    for r in write read; do
+        body=$(curl -s -m 10 -D "$hdrs" "${c[@]}" "http://127.0.0.1:$port${path}app.php$q" \
+                   | head -c 200 | tr '\n' ' ' || true)
+        if [ "$body" != "count=$w " ]; then
+            NOTES+=("$label $shape: a $r with the first cookie answered '$body', not 'count=$w' (not measured)")
+            return 1
+        fi
+        if [ "$cname" != - ]; then
+            new=$(first_set_cookie "$cname" < "$hdrs")
+            [ -z "$new" ] || c=(-H "Cookie: $new")
+        fi
+        q=""
+    done
     return 0
 }
 
@@ -614,13 +655,17 @@ warmup() {
 measure() {
     local id=$1 label=$2 port=$3 path=$4 shape=$5 run=$6 pos=$7
     local cookies=$WORK/cookies/$id-$shape.txt q="" out reqs rps p50 p99 non2xx sock bad
-    local st0 st1 c0 c1 k0 k1 idle load e0 e1 opsreq opsdetail log cpureq h0 h1 r0 r1
+    local st0 st1 c0 c1 k0 k1 idle load ew e0 e1 opsreq opsdetail log cpureq h0 h1 r0 r1
     [ "$shape" = write ] && q="?w=1"
     log=$WORK/logs/wrk-$id-$shape.txt
     [ "$run" = - ] || log=$WORK/logs/wrk-$id-$shape-$run.txt
+    ew=$(errlines)
     warmup "$port" "$path" "$q" "$cookies"
     sleep 0.3
     e0=$(errlines)
+    if [ "$e0" -gt "$ew" ]; then
+        NOTES+=("$label $shape$([ "$run" = - ] || echo " run $run"): $(( e0 - ew )) error_log line(s) in its warm-up (not in the measured run), first: $(errline $(( ew + 1 )))")
+    fi
     load=$(cut -d' ' -f1 /proc/loadavg)
     st0=$(mc_stats)
     [ "$id" = msm-tls ] && read -r h0 r0 < <(tls_counts)
