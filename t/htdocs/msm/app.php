@@ -4,7 +4,9 @@
 // here with ProxyFCGISetEnvIf SCRIPT_FILENAME), same operations, same JSON.
 // The session arrives as the FastCGI parameter HTTP_SESSION (SessionEnv On)
 // and is written with the response header X-Replace-Session. "pid" is the
-// php-fpm worker's; "app" says "php-fpm" (app.cgi: "cgi").
+// php-fpm worker's; "app" says "php-fpm" (app.cgi: "cgi"). Under mod_php
+// (conf/deploy/prefork-mod_php.conf, t/65_deploy.t) "app" is "mod_php" and
+// "pid" the httpd child's; any other SAPI is reported by its own name.
 
 function parse_pairs($str) {
     $h = array();
@@ -98,9 +100,11 @@ $strings = function ($h) {
     }
     return $o;
 };
+$sapi = php_sapi_name();
+$app = $sapi === 'fpm-fcgi' ? 'php-fpm' : ($sapi === 'apache2handler' ? 'mod_php' : $sapi);
 $body = array_merge(array(
     'op' => $op,
-    'app' => 'php-fpm',
+    'app' => $app,
     'pid' => getmypid(),
     'session' => $strings($session),
     'session_in' => $strings($in),
