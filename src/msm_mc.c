@@ -566,6 +566,14 @@ typedef enum { TLS_CONNECT, TLS_READ, TLS_WRITE } tls_call_e;
 static apr_status_t tls_call(msm_mc_conn_t *c, tls_call_e call, void *buf,
                              int len, int *done, apr_time_t deadline)
 {
+    /* Nothing buffered: the reply is not there yet (the request was just
+     * sent). Waiting first spares the read() that would say EAGAIN. */
+    if (call == TLS_READ && !SSL_has_pending(c->ssl)) {
+        apr_status_t rv = tls_wait(c, SSL_ERROR_WANT_READ, deadline);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
     for (;;) {
         int ret, err;
         apr_status_t rv;

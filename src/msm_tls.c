@@ -78,6 +78,9 @@ const char *msm_tls_ctx_make(apr_pool_t *p, const msm_tls_files_t *files,
     /* msm_mc.c keeps the newest session of each node itself. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT
                                         | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    /* One read() takes whatever the server sent (a reply is one record),
+     * not a record header and then its body. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if ((err = load_trust(p, ctx, files->ca)) != NULL
         || (err = load_client_cert(p, ctx, files)) != NULL) {
         return err;
