@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -241,8 +240,9 @@ struct msm_mc_conn {
     apr_size_t cap;
     apr_interval_time_t timeo[2];   /* what SO_SNDTIMEO, SO_RCVTIMEO hold */
     int reused;
-    SSL *ssl;                       /* MsmTLS: the socket is non-blocking
-                                     * and waits are poll()s */
+    SSL *ssl;                       /* MsmTLS, over a deadline BIO */
+    apr_time_t deadline;            /* of the OpenSSL call under way */
+    apr_status_t bio_error;         /* why the BIO failed it, or 0 */
     msm_mc_conn_t *next;
 };
 
@@ -387,11 +387,11 @@ static apr_status_t conn_open_once(msm_mc_server_t *s, apr_time_t deadline,
         rv = apr_socket_connect(c->sock, s->addr);
     }
     if (rv == APR_SUCCESS) {
-        /* Plain: blocking from now on; the deadline lives in SO_*TIMEO so
-         * that an operation is one write and one read, without poll().
-         * TLS: non-blocking, because one SSL_read may take several reads,
-         * each of which SO_RCVTIMEO would allow the whole timeout. */
-        rv = apr_socket_timeout_set(c->sock, s->tls ? 0 : -1);
+        /* Blocking from now on; the deadline lives in SO_*TIMEO so that an
+         * operation is one write and one read, without poll() (whose
+         * high-resolution timer costs a guest more than the read). TLS
+         * too: its BIO sets the time left before each read and write. */
+        rv = apr_socket_timeout_set(c->sock, -1);
     }
     if (rv == APR_SUCCESS) {
         apr_os_sock_get(&fd, c->sock);
@@ -510,27 +510,55 @@ static apr_status_t status_from_errno(apr_status_t rv)
 
 static int tls_ex_index = -1;   /* SSL ex_data slot: the msm_mc_server_t */
 
-/* Waits until the socket can do what OpenSSL asked for, until deadline. */
-static apr_status_t tls_wait(msm_mc_conn_t *c, int ssl_error,
-                             apr_time_t deadline)
-{
-    struct pollfd pfd;
-    int n;
+/* The BIO under each SSL: the connection's blocking socket, each read and
+ * write given what is left of the deadline of the OpenSSL call (one
+ * SSL_read may read several times: a server that drips bytes cannot
+ * stretch the deadline). A failure leaves its reason in c->bio_error. */
+static BIO_METHOD *deadline_bio;
 
-    pfd.fd = c->fd;
-    pfd.events = ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+static int bio_io(BIO *b, char *buf, int len, int reading)
+{
+    msm_mc_conn_t *c = BIO_get_data(b);
+    apr_status_t rv;
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    if ((rv = conn_timeo(c, reading, c->deadline - apr_time_now()))
+        != APR_SUCCESS) {
+        c->bio_error = rv;
+        return -1;
+    }
     do {
-        apr_interval_time_t left = deadline - apr_time_now();
-        if (left <= 0) {
-            return APR_TIMEUP;
-        }
-        pfd.revents = 0;
-        n = poll(&pfd, 1, (int)((left + 999) / 1000));
+        n = reading ? recv(c->fd, buf, (size_t)len, 0)
+                    : send(c->fd, buf, (size_t)len, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-        return errno;
+        c->bio_error = status_from_errno(errno);
+        return -1;
     }
-    return n == 0 ? APR_TIMEUP : APR_SUCCESS;
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    return bio_io(b, buf, len, 1);
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    return bio_io(b, (char *)buf, len, 0);
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b, (void)num, (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
 }
 
 /* What a failed OpenSSL call means, in this client's terms. */
@@ -566,20 +594,13 @@ typedef enum { TLS_CONNECT, TLS_READ, TLS_WRITE } tls_call_e;
 static apr_status_t tls_call(msm_mc_conn_t *c, tls_call_e call, void *buf,
                              int len, int *done, apr_time_t deadline)
 {
-    /* Nothing buffered: the reply is not there yet (the request was just
-     * sent). Waiting first spares the read() that would say EAGAIN. */
-    if (call == TLS_READ && !SSL_has_pending(c->ssl)) {
-        apr_status_t rv = tls_wait(c, SSL_ERROR_WANT_READ, deadline);
-        if (rv != APR_SUCCESS) {
-            return rv;
-        }
-    }
+    c->deadline = deadline;
     for (;;) {
         int ret, err;
-        apr_status_t rv;
 
         ERR_clear_error();
         errno = 0;
+        c->bio_error = APR_SUCCESS;
         ret = call == TLS_CONNECT ? SSL_connect(c->ssl)
             : call == TLS_READ ? SSL_read(c->ssl, buf, len)
             : SSL_write(c->ssl, buf, len);
@@ -588,12 +609,14 @@ static apr_status_t tls_call(msm_mc_conn_t *c, tls_call_e call, void *buf,
             return APR_SUCCESS;
         }
         err = SSL_get_error(c->ssl, ret);
+        if (c->bio_error != APR_SUCCESS) {
+            ERR_clear_error();
+            return c->bio_error;        /* the deadline, or the socket */
+        }
         if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
             return tls_failure(c, err, ret);
         }
-        if ((rv = tls_wait(c, err, deadline)) != APR_SUCCESS) {
-            return rv;
-        }
+        /* a TLS 1.3 ticket without data: read on (the BIO keeps time) */
     }
 }
 
@@ -620,9 +643,15 @@ static int tls_new_session(SSL *ssl, SSL_SESSION *session)
 static apr_status_t tls_setup(msm_mc_server_t *s, msm_mc_conn_t *c,
                               int *offered)
 {
+    BIO *bio;
+
     c->ssl = SSL_new(s->tls);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1
-        || SSL_set_ex_data(c->ssl, tls_ex_index, s) != 1) {
+    if (c->ssl == NULL || (bio = BIO_new(deadline_bio)) == NULL) {
+        return MSM_MC_ETLS;
+    }
+    BIO_set_data(bio, c);
+    SSL_set_bio(c->ssl, bio, bio);
+    if (SSL_set_ex_data(c->ssl, tls_ex_index, s) != 1) {
         return MSM_MC_ETLS;
     }
     if (s->tls_name_is_ip) {
@@ -1004,8 +1033,18 @@ void msm_mc_server_set_auth(msm_mc_server_t *s, const char *user,
 void msm_mc_server_set_tls(msm_mc_server_t *s, struct ssl_ctx_st *ctx,
                            const char *name)
 {
+    /* at child init, before any thread: made once per process */
     if (tls_ex_index < 0) {
         tls_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    }
+    if (deadline_bio == NULL
+        && (deadline_bio = BIO_meth_new(BIO_get_new_index()
+                                        | BIO_TYPE_SOURCE_SINK,
+                                        "msm deadline socket")) != NULL) {
+        BIO_meth_set_read(deadline_bio, bio_read);
+        BIO_meth_set_write(deadline_bio, bio_write);
+        BIO_meth_set_ctrl(deadline_bio, bio_ctrl);
+        BIO_meth_set_create(deadline_bio, bio_create);
     }
     SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
     s->tls = ctx;
