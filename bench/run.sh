@@ -582,9 +582,11 @@ idle_pct() {
 }
 # CPU ticks (utime + stime) used so far by the server side: every process
 # of the run user (httpd children, php-fpm) and the memcached nodes
+# (server_ticks PIDS: of those only)
 server_ticks() {
-    local p t=0 st
-    for p in $(pgrep -u "$RUN_USER" 2>/dev/null) "${MC_PIDS[@]}"; do
+    local p t=0 st pids=${1:-}
+    [ -n "$pids" ] || pids="$(pgrep -u "$RUN_USER" 2>/dev/null | tr '\n' ' ') ${MC_PIDS[*]}"
+    for p in $pids; do
         st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         st=${st##*) }
         t=$(( t + $(echo "$st" | awk '{ print $12 + $13 }') ))
@@ -655,7 +657,7 @@ warmup() {
 measure() {
     local id=$1 label=$2 port=$3 path=$4 shape=$5 run=$6 pos=$7
     local cookies=$WORK/cookies/$id-$shape.txt q="" out reqs rps p50 p99 non2xx sock bad
-    local st0 st1 c0 c1 k0 k1 idle load ew e0 e1 opsreq opsdetail log cpureq h0 h1 r0 r1
+    local st0 st1 c0 c1 k0 k1 m0 m1 idle load ew e0 e1 opsreq opsdetail log cpureq mcreq h0 h1 r0 r1
     [ "$shape" = write ] && q="?w=1"
     log=$WORK/logs/wrk-$id-$shape.txt
     [ "$run" = - ] || log=$WORK/logs/wrk-$id-$shape-$run.txt
@@ -671,11 +673,13 @@ measure() {
     [ "$id" = msm-tls ] && read -r h0 r0 < <(tls_counts)
     c0=$(cpu_times)
     k0=$(server_ticks)
+    m0=$(server_ticks "${MC_PIDS[*]}")
     out=$(timeout $(( SECS + 60 )) wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency \
               -s "$WORK/rot.lua" "http://127.0.0.1:$port${path}app.php$q" \
               -- "${path}app.php$q" "$cookies" "$THREADS" 2>&1) || true
     c1=$(cpu_times)
     k1=$(server_ticks)
+    m1=$(server_ticks "${MC_PIDS[*]}")
     [ "$id" = msm-tls ] && read -r h1 r1 < <(tls_counts)
     sleep 0.5   # backups and deletes run after the response
     st1=$(mc_stats)
@@ -702,9 +706,10 @@ measure() {
         printf "%.2f get=%.2f,set=%.2f,touch=%.2f,delete=%.2f,cas=%.2f\n",
                d[1] + d[2] + d[3] + d[4] + d[5], d[1], d[2], d[3], d[4] + d[5], d[6] }')
     cpureq=$(awk -v t="$(( k1 - k0 ))" -v u="$TICK_US" -v n="$reqs" 'BEGIN { printf "%.0f", (n > 0 ? t * u / n : 0) }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$shape" "$rps" \
+    mcreq=$(awk -v t="$(( m1 - m0 ))" -v u="$TICK_US" -v n="$reqs" 'BEGIN { printf "%.0f", (n > 0 ? t * u / n : 0) }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$shape" "$rps" \
         "$(to_ms "$p50")" "$(to_ms "$p99")" "$bad" "$opsreq" "$opsdetail" "$idle" "$load" \
-        "$run" "$pos" "$cpureq" >> "$RESULTS"
+        "$run" "$pos" "$cpureq" "$mcreq" >> "$RESULTS"
     if [ "$id" = msm-tls ]; then
         HANDSHAKE_LINES+=("$label, $shape$([ "$run" = - ] || echo " run $run"): $(awk -v h=$(( h1 - h0 )) -v r=$(( r1 - r0 )) -v n="$reqs" 'BEGIN { printf "%d handshakes (%d of them resumed) in %d requests: %.1f per 10 000", h, r, n, (n > 0 ? h * 10000 / n : 0) }'); $h1 since httpd started (connections opened by its warm-up and earlier runs)")
     fi
@@ -916,6 +921,7 @@ stop_httpd   # before the report: the machine is quiet again
         echo "- median req/s: $label_a $MA (range $(range %.0f "${RA[@]}")), $label_b $MB (range $(range %.0f "${RB[@]}"))"
         echo "- $label_b / $label_a, run by run: $(printf '%s ' "${PAIRS[@]}" | sed 's/ $//'); median $(median %.2f "${PAIRS[@]}") (range $(range %.2f "${PAIRS[@]}")); ratio of the medians $(awk -v a="$MA" -v b="$MB" 'BEGIN { if (a + 0 > 0) printf "%.2f", b / a; else printf "n/a" }')"
         echo "- server CPU µs per request (median, range): $label_a $(median %.0f $(col 1 14)) ($(range %.0f $(col 1 14))), $label_b $(median %.0f $(col 2 14)) ($(range %.0f $(col 2 14))); $label_b / $label_a $(awk -v a="$(median %.0f $(col 1 14))" -v b="$(median %.0f $(col 2 14))" 'BEGIN { if (a + 0 > 0) printf "%.2f", b / a; else printf "n/a" }')"
+        echo "- of that, memcached's CPU µs per request (median): $label_a $(median %.0f $(col 1 15)), $label_b $(median %.0f $(col 2 15)); without it (httpd, php): $label_a $(awk -v a="$(median %.0f $(col 1 14))" -v m="$(median %.0f $(col 1 15))" 'BEGIN { printf "%.0f", a - m }'), $label_b $(awk -v a="$(median %.0f $(col 2 14))" -v m="$(median %.0f $(col 2 15))" 'BEGIN { printf "%.0f", a - m }')"
         echo "- CPU idle % (median, range): $label_a $(median %.1f $(col 1 10)) ($(range %.1f $(col 1 10))), $label_b $(median %.1f $(col 2 10)) ($(range %.1f $(col 2 10)))"
         echo "- memcached operations per request (median): $label_a $(median %.2f $(col 1 8)), $label_b $(median %.2f $(col 2 8))"
         echo "- load average (1 min) at the runs' starts: $(range %.2f $(col 1 11) $(col 2 11))"
