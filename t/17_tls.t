@@ -40,20 +40,7 @@ EOF
 sub app {
     my ($port, $name, $nodes, $extra, %o) = @_;
     return MsmTest::httpd(port => $port, name => "17-$name", servers => $o{servers} // 2,
-                          conf => <<"EOF");
-MsmNodes $nodes
-MsmKeyPrefix t:
-MsmOperationTimeout 500
-MsmNodeRetry 1
-$extra
-<Location /msm/>
-    \@APP_SESSION\@
-    MsmLocking On
-</Location>
-<Location /msm-status>
-    SetHandler msm-status
-</Location>
-EOF
+                          conf => MsmTest::app_conf($nodes, 't:', $extra, 'MsmLocking On'));
 }
 sub node_of { MsmTest::cookie_node(@_) // '' }
 sub hex_of  { MsmTest::cookie_hex(@_) // '' }

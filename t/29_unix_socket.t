@@ -22,19 +22,8 @@ plan tests => 16, need { 'mod_msm is not loaded (scripts/test.sh --no-module?)' 
 my $sock = catfile(MsmTest::tmp_dir(), "29-u1-$$.sock");
 my $u1 = MsmTest::memcached(socket => $sock);
 my $t2 = MsmTest::memcached(port => 21337);
-my $h = MsmTest::httpd(port => 21336, name => 'unix', servers => 3, conf => <<"EOF");
-MsmNodes u1:unix:$sock t2:127.0.0.1:21337
-MsmKeyPrefix t:
-MsmOperationTimeout 500
-MsmNodeRetry 1
-<Location /msm/>
-    \@APP_SESSION\@
-    MsmLocking On
-</Location>
-<Location /msm-status>
-    SetHandler msm-status
-</Location>
-EOF
+my $h = MsmTest::httpd(port => 21336, name => 'unix', servers => 3,
+                       conf => MsmTest::app_conf("u1:unix:$sock t2:127.0.0.1:21337", 't:', 'MsmLocking On'));
 my $url = $h->url;
 
 sub node_of { MsmTest::cookie_node(@_) // '' }
@@ -121,20 +110,9 @@ unlink $sock;
 
 # ---- sticky mode, both nodes on sockets
 my @us = map { MsmTest::memcached(socket => catfile(MsmTest::tmp_dir(), "29-u$_-$$.sock")) } 3, 4;
-my $hs = MsmTest::httpd(port => 21338, name => 'unix-sticky', servers => 3, conf => <<"EOF");
-MsmNodes u3:unix:@{[ $us[0]->socket_path ]} u4:unix:@{[ $us[1]->socket_path ]}
-MsmKeyPrefix t:
-MsmOperationTimeout 500
-MsmNodeRetry 1
-MsmSticky On
-MsmRoute a
-<Location /msm/>
-    \@APP_SESSION\@
-</Location>
-<Location /msm-status>
-    SetHandler msm-status
-</Location>
-EOF
+my $hs = MsmTest::httpd(port => 21338, name => 'unix-sticky', servers => 3,
+                        conf => MsmTest::app_conf(join(' ', map { "u$_->[0]:unix:" . $_->[1]->socket_path } [3, $us[0]], [4, $us[1]]),
+                                                  't:', "MsmSticky On\nMsmRoute a"));
 my $su = $hs->url;
 my $stc = MsmTest::client(base => $su);
 my $ok_up = MsmTest::wait_nodes_live([qw(u3 u4)], base => $su);

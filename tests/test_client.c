@@ -1279,10 +1279,7 @@ int main(void)
     test_deadlines(p);
     test_pool_cleanup();
     if (nports < 1) {
-        int rc = unit_done();
-        printf("test_client: MSM_TEST_MEMCACHED unset: real memcached "
-               "tests skipped\n");
-        return rc ? rc : UNIT_SKIP;
+        return unit_done_skipping("the real memcached tests");
     }
     test_real_basic(p, ports[0]);
     test_real_sizes_and_keys(p, ports[0]);

@@ -362,10 +362,7 @@ int main(void)
     test_backoff();
     test_queue_value(p);
     if (unit_mc_ports(ports, 2) < 1) {
-        int rc = unit_done();
-        printf("test_lock: MSM_TEST_MEMCACHED unset: the lock tests on "
-               "memcached skipped\n");
-        return rc ? rc : UNIT_SKIP;
+        return unit_done_skipping("the lock tests on memcached");
     }
     test_locks(p, ports[0]);
     test_fifo(p, ports[0]);
