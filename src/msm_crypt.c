@@ -71,13 +71,19 @@ static int decode_key(const char *b64, apr_size_t len, unsigned char *out)
     return 1;
 }
 
+static apr_uint32_t get_id(const unsigned char *at)
+{
+    return (apr_uint32_t)at[0] << 24 | (apr_uint32_t)at[1] << 16
+         | (apr_uint32_t)at[2] << 8 | at[3];
+}
+
+/* A key's id: the first 4 bytes of its SHA-256, read as a value is. */
 static apr_uint32_t id_of(const unsigned char *key)
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
 
     SHA256(key, MSM_CRYPT_KEY_LEN, d);
-    return (apr_uint32_t)d[0] << 24 | (apr_uint32_t)d[1] << 16
-         | (apr_uint32_t)d[2] << 8 | d[3];
+    return get_id(d);
 }
 
 static const char *add_key(apr_pool_t *p, msm_crypt_t *c, const char *line,
@@ -169,12 +175,6 @@ static void put_id(unsigned char *at, apr_uint32_t id)
     at[1] = (unsigned char)(id >> 16);
     at[2] = (unsigned char)(id >> 8);
     at[3] = (unsigned char)id;
-}
-
-static apr_uint32_t get_id(const unsigned char *at)
-{
-    return (apr_uint32_t)at[0] << 24 | (apr_uint32_t)at[1] << 16
-         | (apr_uint32_t)at[2] << 8 | at[3];
 }
 
 static const crypt_key_t *key_by_id(const msm_crypt_t *c, apr_uint32_t id)
