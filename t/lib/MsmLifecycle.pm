@@ -41,7 +41,7 @@ package MsmLifecycle;
 #                 MAY be lost: it is excused, and counted as lost, only when a
 #                 read or an increment shows that it was (lazily: an excusable
 #                 write that every later read sees is not counted). So may a
-#                 write a read R misses when, between W.t0 and R.t0, its
+#                 write a read R misses when, between W.t0 and R.t1, its
 #                 primary node had a fault AND another node was killed
 #                 (restarted empty) or cut off (SIGSTOP): both of its copies
 #                 may be gone, or the one left predates its node's failure
@@ -234,7 +234,7 @@ sub analyze {
 
     # A write the history shows missing is lost if it is excusable: it is
     # counted then, and no longer stands against later reads.
-    # Two faults before the read R: W's primary node failed, and another
+    # Two faults before the read R ended: W's primary node failed, and another
     # node (its backup, presumably) was killed (restarted empty) or cut
     # off after W: every node that held W may be gone, or the copy left
     # predates its node's failure and is not served (README, G2 and
@@ -242,7 +242,9 @@ sub analyze {
     my $double_fault = sub {
         my ($wr, $r) = @_;
         return undef unless $r && defined $wr->{node};
-        my $in = sub { $_[0]{t0} >= $wr->{t0} && $_[0]{t0} < $r->{t0} };
+        # R takes effect anywhere in [R.t0, R.t1]: a slow read (queued for
+        # a child after a graceful restart, say) may run after both faults
+        my $in = sub { $_[0]{t0} >= $wr->{t0} && $_[0]{t0} < $r->{t1} };
         my ($mine) = grep { $in->($_) } @{ $node_faults{ $wr->{node} } || [] };
         return undef unless $mine;
         for my $n (keys %node_faults) {
