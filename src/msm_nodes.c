@@ -73,7 +73,10 @@ static const char *parse_tcp(apr_pool_t *p, const char *word,
     }
     n->port = (apr_port_t)port;
     n->transport = "tcp";
-    n->address = apr_psprintf(p, "%s:%u", n->host, (unsigned)n->port);
+    /* As it was written: an IPv6 address keeps its brackets in logs and
+     * status ("[::1]:11211", not "::1:11211"). */
+    n->address = apr_psprintf(p, strchr(n->host, ':') ? "[%s]:%u" : "%s:%u",
+                              n->host, (unsigned)n->port);
     return NULL;
 }
 

@@ -31,7 +31,7 @@ my $base = $h->url;
 my $st = MsmTest::msm_status(base => $base) || {};
 my %node = map { ($_->{id} // '') => $_ } @{ $st->{nodes} || [] };
 diag('msm-status nodes: ' . join(', ', map { "$_ $node{$_}{address}" } sort keys %node));
-ok($node{s6} && $node{s6}{address} =~ /::1\]?:21465$/ && $node{s6}{live}, 'msm-status: s6 at [::1]:21465, live');
+ok($node{s6} && $node{s6}{address} eq '[::1]:21465' && $node{s6}{live}, 'msm-status: s6 at [::1]:21465, live');
 ok($node{lh} && $node{lh}{address} =~ /:21466$/ && $node{lh}{live}, 'msm-status: lh (localhost:21466), live');
 
 sub copy_of { my ($n, $sid) = @_; return $mc{$n}->copy($sid, 'v66:') || {} }

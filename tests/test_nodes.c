@@ -143,7 +143,7 @@ static void test_parse(apr_pool_t *p)
         CHECK_STR_EQ(nodes->node[0].id, "v6");
         CHECK_STR_EQ(nodes->node[0].host, "::1");
         CHECK_INT_EQ(nodes->node[0].port, 11211);
-        CHECK_STR_EQ(nodes->node[0].address, "::1:11211");
+        CHECK_STR_EQ(nodes->node[0].address, "[::1]:11211");
     }
     err = parse_list(p, "a:mc1.example.com:1 B_2:localhost:65535 "
                      "n234567890123456:[fe80::1]:11212 d:mc-4:11211", &nodes);
