@@ -328,18 +328,8 @@ mkdir -p "$WORK"/{logs,run,db,htdocs,cookies,build,tls}
 
 # ------------------------------------------------------------ 2. build mod_msm
 say "building mod_msm in $WORK/build"
-# the sources: git's tracked and untracked-not-ignored files (no build outputs)
-if command -v git >/dev/null 2>&1 \
-   && git -c safe.directory='*' -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git -c safe.directory='*' -C "$REPO" ls-files -z --cached --others --exclude-standard \
-        | (cd "$REPO" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done; exit 0' sh) \
-        | tar -C "$REPO" --null -T - -cf - | tar -C "$WORK/build" -xf -
-else
-    tar -C "$REPO" --exclude=.git --exclude='*.o' --exclude='*.lo' --exclude='*.la' \
-        --exclude='*.so' --exclude=.libs --exclude=.deps --exclude=autom4te.cache \
-        --exclude=config.status --exclude=config.log --exclude=libtool --exclude=stamp-h1 \
-        -cf - . | tar -C "$WORK/build" -xf -
-fi
+# the sources (no build outputs): scripts/copy-sources.sh
+bash "$REPO/scripts/copy-sources.sh" "$REPO" "$WORK/build" || die "copying the sources"
 (cd "$WORK/build" && autoreconf -fi && ./configure --with-apxs="$APXS" && make -j"$(nproc)") \
     > "$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; die "build failed (see $WORK/build.log)"; }
 MSM_SO=$WORK/build/.libs/mod_msm.so

@@ -223,18 +223,7 @@ fi
 SRC=$TMP/build/src
 mkdir -p "$SRC" || abort "mkdir $SRC"
 log "copying $REPO to $SRC"
-list_files() {
-    if command -v git >/dev/null 2>&1 \
-       && git -c safe.directory='*' -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        git -c safe.directory='*' -C "$REPO" ls-files -z --cached --others --exclude-standard
-    else
-        (cd "$REPO" && find . -name .git -prune -o \( -type f -o -type l \) -print0 | sed -z 's|^\./||')
-    fi
-}
-# files that exist (a tracked file may be deleted in the work tree)
-list_files | (cd "$REPO" && while IFS= read -r -d '' f; do
-                  [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done) \
-    | tar -C "$REPO" --null -T - -cf - | tar -C "$SRC" -xf - || abort "copying the sources"
+bash "$REPO/scripts/copy-sources.sh" "$REPO" "$SRC" || abort "copying the sources"
 [ -f "$SRC/debian/control" ] || abort "no debian/control in $REPO"
 
 if [ "${MSM_SKIP_APT:-0}" != 1 ] && ! (cd "$SRC" && dpkg-checkbuilddeps) >> "$LOG" 2>&1; then

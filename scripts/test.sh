@@ -161,8 +161,12 @@ count_unit_checks() {
 }
 
 # always the last thing printed
+# what failed, said again at the very end: CI keeps only the tail of the output
+WHAT_FAILED=()
+failed_because() { WHAT_FAILED+=("$@"); }
+
 finish() {
-    local rc=${1:-0}
+    local rc=${1:-0} line
     [ "$FINISHED" = 1 ] && exit "$rc"
     FINISHED=1
     trap - EXIT INT TERM
@@ -177,8 +181,11 @@ finish() {
     fi
     if [ "$NO_SKIP" = 1 ] && [ "$SKIPPED" -gt 0 ]; then
         warn "--no-skip: $SKIPPED skip(s) counted as failures"
+        failed_because "--no-skip: $SKIPPED skip(s)"
+        [ -s "$LOGS/at-counts.skips" ] && mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED < "$LOGS/at-counts.skips"
         FAILED=$((FAILED + SKIPPED))
     fi
+    for line in "${WHAT_FAILED[@]}"; do echo "FAILED: $line"; done
     if [ "$FAILED" -gt 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
     if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then FAILED=1; fi
     log "done"
@@ -186,7 +193,7 @@ finish() {
     exit "$rc"
 }
 trap 'finish $?' EXIT
-trap 'warn interrupted; FAILED=$((FAILED+1)); finish 130' INT TERM
+trap 'warn interrupted; failed_because interrupted; FAILED=$((FAILED+1)); finish 130' INT TERM
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -209,6 +216,7 @@ done
 
 fail_step() {   # fail_step "what" [logfile]
     warn "FAILED: $1"
+    failed_because "$1"
     if [ -n "${2:-}" ] && [ -f "$2" ]; then
         echo "---- last lines of $2"
         tail -n 60 "$2"
@@ -281,38 +289,7 @@ rm -rf "$BUILD"
 mkdir -p "$BUILD" || fail_step "mkdir $BUILD"
 log "copying $REPO to $BUILD"
 
-# the list of source files: git's tracked + untracked-not-ignored files when it is a
-# git work tree, else everything; build outputs are left out either way
-list_files() {
-    if command -v git >/dev/null 2>&1 \
-       && git -c safe.directory='*' -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        git -c safe.directory='*' -C "$REPO" ls-files -z --cached --others --exclude-standard
-    else
-        (cd "$REPO" && find . -name .git -prune -o \( -type f -o -type l \) -print0 | sed -z 's|^\./||')
-    fi
-}
-list_files | (cd "$REPO" && perl -0ne '
-    chomp; my $f = $_;
-    next if $f eq "" || !(-e $f || -l $f);
-    next if $f =~ m{(^|/)\.git/};
-    next if $f =~ m{(^|/)(\.libs|\.deps|autom4te\.cache)/};
-    next if $f =~ m{\.(o|lo|la|a|so)$};
-    next if $f =~ m{^t/(TEST|conf/(httpd\.conf|extra\.conf|base\.conf|apache_test_config\.pm))$};
-    next if $f =~ m{^t/(logs|tmp|conf/ssl)/};
-    (my $dir = $f) =~ s{[^/]*$}{};
-    my $base = substr($f, length $dir);
-    next if $base =~ /^(config\.status|config\.log|libtool|stamp-h\d*|config\.h)$/;
-    next if $base eq "Makefile"    && -e "${dir}Makefile.am";
-    next if $base eq "Makefile.in" && -e "${dir}Makefile.am";
-    next if $base eq "configure"   && -e "${dir}configure.ac";
-    next if $base eq "aclocal.m4"  && -e "${dir}configure.ac";
-    # binaries and libtool wrapper scripts of an in-tree build
-    if (-f $f && !-l $f && open(my $fh, "<", $f)) {
-        read($fh, my $head, 512); close $fh;
-        next if defined $head && ($head =~ /^\x7fELF/ || $head =~ /temporary wrapper script for/);
-    }
-    print "$f\0";
-') | tar -C "$REPO" --null -T - -cf - | tar -C "$BUILD" -xf - \
+bash "$REPO/scripts/copy-sources.sh" "$REPO" "$BUILD" \
     || fail_step "copying the sources"
 mkdir -p "$BUILD/.logs" "$BUILD/.home" "$BUILD/.tmp"
 if [ -n "$RUN_USER" ]; then
@@ -384,6 +361,9 @@ else
         SKIPPED=$((SKIPPED + uskip))
         if [ "$rc" -ne 0 ]; then
             warn "make check failed (exit $rc), see $LOGS/check.log"
+            failed_because "make check (exit $rc)"
+            mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED < <(grep -hE '^(FAIL|ERROR): ' "$LOGS/check.log"; \
+                grep -hE '^[a-z_]+: [0-9]+ checks, [1-9][0-9]* failed$' tests/*.log 2>/dev/null)
             tail -n 40 "$LOGS/check.log"
             for f in $(find . -name 'test-suite.log' -newer configure 2>/dev/null); do
                 echo "---- $f"; tail -n 80 "$f"
@@ -398,6 +378,7 @@ else
         else
             FAILED=$((FAILED + 1))
             warn "make distcheck failed, see $LOGS/distcheck.log"
+            failed_because "make distcheck"
             tail -n 30 "$LOGS/distcheck.log"
         fi
 
@@ -405,6 +386,7 @@ else
         if [ "$FUZZ_SECS" -eq 0 ] || ! command -v clang >/dev/null; then
             SKIPPED=$((SKIPPED + 1))
             warn "fuzzing skipped ($([ "$FUZZ_SECS" -eq 0 ] && echo MSM_FUZZ_SECONDS=0 || echo 'no clang'))"
+            [ "$NO_SKIP" = 1 ] && failed_because "fuzzing skipped"
         else
             log "fuzzing: fuzz/run.sh, ${FUZZ_SECS}s per target"
             if as_user env FUZZ_OUT="$BUILD/.tmp" timeout $((FUZZ_SECS * 5 + 120)) \
@@ -413,6 +395,7 @@ else
             else
                 FAILED=$((FAILED + 1))
                 warn "fuzzing failed (a crash, or a target that does not build), see $LOGS/fuzz.log"
+                failed_because "fuzzing: $(grep -E 'FAILED' "$LOGS/fuzz.log" | head -n 3 | tr '\n' ' ')"
             fi
             sed 's/^/   /' "$LOGS/fuzz.log" | grep -E '==|Done|FAILED|stat::' || true
         fi
@@ -498,8 +481,10 @@ if [ -s "$LOGS/at-counts" ]; then
 else
     apass=0; afail=1; askip=0
     warn "the test harness produced no counts (exit $hrc)"
+    failed_because "Apache::Test: the harness produced no counts (exit $hrc)"
 fi
 if [ "$hrc" -ne 0 ] && [ "$afail" -eq 0 ]; then afail=1; fi
+[ -s "$LOGS/at-counts.failures" ] && mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED < "$LOGS/at-counts.failures"
 PASSED=$((PASSED + apass))
 FAILED=$((FAILED + afail))
 SKIPPED=$((SKIPPED + ${askip:-0}))
@@ -511,12 +496,14 @@ crashes=$(cat t/logs/error_log t/tmp/httpd-*/logs/error_log t/tmp/httpd-*/logs/s
 if [ -n "$crashes" ]; then
     warn "httpd children crashed or a sanitizer reported during the tests:"
     echo "$crashes" | sort | uniq -c | sort -rn | head -n 20
+    failed_because "httpd children crashed or a sanitizer reported (see above)"
     FAILED=$((FAILED + 1))
 fi
 asan_reports=$(ls t/logs/asan.* t/logs/ubsan.* 2>/dev/null || true)
 if [ -n "$asan_reports" ]; then
     warn "sanitizer reports:"
     for f in $asan_reports; do echo "---- $f"; head -n 60 "$f"; done
+    failed_because "sanitizer reports: $asan_reports"
     FAILED=$((FAILED + 1))
 fi
 # the lifecycle checker's reports (anomalies with excerpts of the history):
