@@ -127,6 +127,9 @@ static void release_lock(msm_req_t *q)
         return;
     }
     rv = msm_lock_release(&q->sc->store, &q->ctx, &q->lock);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, q->r, MSMLOGNO(00145)
+                  "session %s: lock on node %s released (token %.6s)",
+                  msm_req_tag(q), q->lock.node->id, q->lock.token);
     if (rv == APR_EEXIST || rv == APR_NOTFOUND) {
         MSM_STAT_INC(q->sc->store.stats, lock_lost);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r, MSMLOGNO(00140)
@@ -239,6 +242,14 @@ static apr_status_t lock_node(msm_req_t *q, msm_node_t *node)
             MSM_STAT_ADD(st->stats, lock_wait_us, (apr_uint64_t)waited);
         }
     }
+    /* Which request held which session's lock, and when: the evidence a
+     * lost update under locking needs (debug: one line per lock). */
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv == MSM_LOCK_TIMEOUT ? 0 : rv,
+                  q->r, MSMLOGNO(00144) "session %s: lock on node %s %s "
+                  "after %" APR_TIME_T_FMT " ms (token %.6s)", msm_req_tag(q),
+                  node->id, rv == APR_SUCCESS ? "taken"
+                  : rv == MSM_LOCK_TIMEOUT ? "not taken" : "failed",
+                  apr_time_as_msec(waited), q->lock.token);
     return rv;
 }
 

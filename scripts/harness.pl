@@ -29,8 +29,24 @@ my $harness = TAP::Harness->new({
     verbosity => $verbose ? 1 : 0,
     timer     => 1,
     color     => 0,
-    merge     => 0,
+    merge     => 1,    # stderr too: a failed assertion's diag is its explanation
     exec      => \@exec,
+});
+# the failed assertions by name, for the summary at the end (CI keeps only the
+# tail of the output; the harness's own report is far above it)
+my %not_ok;
+$harness->callback(made_parser => sub {
+    my ($parser, $job) = @_;            # $job: [file name, description]
+    my $file = $job->[1];
+    my $diag = 0;   # the diag lines after a failed assertion: kept too
+    $parser->callback(test => sub {
+        my $r = shift;
+        $diag = $r->is_ok ? 0 : 12;
+        push @{ $not_ok{$file} }, $r->as_string unless $r->is_ok;
+    });
+    $parser->callback(comment => sub {
+        push @{ $not_ok{$file} }, '  ' . $_[0]->as_string if $diag-- > 0;
+    });
 });
 my $agg = $harness->runtests(@tests);
 
@@ -52,6 +68,7 @@ for my $t ($agg->descriptions) {
     my $problem = $p->has_problems || ($p->tests_run == 0 && !$p->skip_all);
     if ($nf) {
         push @bad, "$t: $nf failed assertion(s)";
+        push @bad, map { "    $_" } @{ $not_ok{$t} || [] };
     }
     elsif ($problem) {
         $failed += 1;
@@ -79,5 +96,11 @@ if ($counts) {
     open my $fh, '>', $counts or die "$counts: $!\n";
     print $fh "$passed $failed $skipped\n";
     close $fh;
+    for (['failures', \@bad], ['skips', \@skips]) {
+        my ($what, $lines) = @$_;
+        open $fh, '>', "$counts.$what" or die "$counts.$what: $!\n";
+        print $fh "$_\n" for @$lines;
+        close $fh;
+    }
 }
 exit($failed ? 1 : 0);

@@ -82,9 +82,11 @@ $r = $c->get('/msm/app.cgi?op=read');
 ok($r->status == 200 && !defined data_of($r), 'destroyed over TLS: nothing read back');
 
 my $lc = MsmTest::client(base => $url);
+my $lock_mark = MsmTest::log_mark($h->error_log);
 $lc->get('/msm/app.cgi?op=set&k=data&v=locked');
 my ($n200, $count, $why) = MsmTest::parallel_incr($url, $lc->cookie('MSMSESSION') // '', 8);
-ok($n200 == 8 && $count == 8, '8 parallel increments with MsmLocking On over TLS: n = 8') or diag($why);
+ok($n200 == 8 && $count == 8, '8 parallel increments with MsmLocking On over TLS: n = 8')
+    or diag("$why\n" . join("\n", grep { /msm:/ } split /\n/, MsmTest::log_since($lock_mark)));
 
 sub session_on { (MsmTest::session_on($url, @_))[0] }
 
