@@ -702,25 +702,28 @@ static any_fn *session_symbol(const char *name)
     return sym.fn;
 }
 
-/* The registration function of mod_session's hook NAME, typed as
+/* fn, the registration function of mod_session's hook NAME, typed as
  * mod_session.h declares it. */
-#define SESSION_HOOK(name) \
+#define SESSION_HOOK(name, fn) \
     ((void (*)(ap_HOOK_##name##_t *, const char *const *, \
-               const char *const *, int))session_symbol("ap_hook_" #name))
+               const char *const *, int))(fn))
 
 static int register_session_hooks(void)
 {
     static const char *const after_session[] = { "mod_session.c", NULL };
+    any_fn *load = session_symbol("ap_hook_session_load");
+    any_fn *save = session_symbol("ap_hook_session_save");
+    any_fn *decode = session_symbol("ap_hook_session_decode");
 
-    if (session_symbol("ap_hook_session_load") == NULL
-        || session_symbol("ap_hook_session_save") == NULL
-        || session_symbol("ap_hook_session_decode") == NULL) {
+    if (load == NULL || save == NULL || decode == NULL) {
         return 0;
     }
-    SESSION_HOOK(session_load)(msm_session_load, NULL, NULL, APR_HOOK_MIDDLE);
-    SESSION_HOOK(session_save)(msm_session_save, NULL, NULL, APR_HOOK_MIDDLE);
-    SESSION_HOOK(session_decode)(msm_session_decode, after_session, NULL,
-                                 APR_HOOK_REALLY_LAST);
+    SESSION_HOOK(session_load, load)(msm_session_load, NULL, NULL,
+                                     APR_HOOK_MIDDLE);
+    SESSION_HOOK(session_save, save)(msm_session_save, NULL, NULL,
+                                     APR_HOOK_MIDDLE);
+    SESSION_HOOK(session_decode, decode)(msm_session_decode, after_session,
+                                         NULL, APR_HOOK_REALLY_LAST);
     return 1;
 }
 
