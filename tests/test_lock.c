@@ -240,6 +240,57 @@ static void test_locks(apr_pool_t *p, int port)
     msm_mc_server_close_idle(c.nodes->node[1].mc);
 }
 
+/* memcached's clock ticks once a second: an item set with exptime N lives
+ * between N - 1 and N seconds. A lock must be held for MsmLockExpire
+ * seconds at least, and a crashed holder's lock must go by MsmLockExpire
+ * + 1. */
+static void test_expire_bounds(apr_pool_t *p, int port)
+{
+    msm_store_conf_t c;
+    msm_store_ctx_t ctx;
+    msm_lock_conf_t lc;
+    msm_lock_t l;
+    msm_id_t id;
+    msm_mc_item_t item;
+    apr_interval_time_t waited;
+    apr_time_t t0;
+    const char *key;
+    int round, gone;
+
+    memset(&c, 0, sizeof(c));
+    c.nodes = lock_nodes(p, port, unit_closed_port(p));
+    c.prefix = apr_psprintf(p, "ute%ld:", (long)getpid());
+    c.idle = 60;
+    lc.expire = 1;
+    msm_store_ctx_init(&ctx, p, NULL, NULL);
+    msm_id_generate(&id);
+    apr_cpystrn(id.node, "live", sizeof(id.node));
+    key = msm_id_key(p, MSM_NS_LOCK, c.prefix, &id);
+    /* three rounds at different points of memcached's second */
+    for (round = 0; round < 3; round++) {
+        CHECK_STATUS(msm_lock_acquire(&c, &ctx, &lc, &l, &c.nodes->node[0],
+                                      &id, 0, &waited), APR_SUCCESS);
+        apr_sleep(apr_time_from_msec(950 - 300 * round));
+        CHECK_MSG(msm_lock_release(&c, &ctx, &l) == APR_SUCCESS,
+                  "round %d: a lock with MsmLockExpire 1 was gone after "
+                  "%d ms", round, 950 - 300 * round);
+    }
+    /* a holder that never releases: its lock goes within 2 s */
+    CHECK_STATUS(msm_lock_acquire(&c, &ctx, &lc, &l, &c.nodes->node[0], &id,
+                                  0, &waited), APR_SUCCESS);
+    t0 = apr_time_now();
+    gone = 0;
+    while (!gone && apr_time_now() - t0 < apr_time_from_msec(2300)) {
+        apr_sleep(apr_time_from_msec(50));
+        gone = msm_mc_get(c.nodes->node[0].mc, p, key, &item) == APR_NOTFOUND;
+    }
+    t0 = apr_time_now() - t0;
+    CHECK_MSG(gone && t0 <= apr_time_from_msec(2100),
+              "an abandoned lock with MsmLockExpire 1 went after %ld ms",
+              (long)apr_time_as_msec(t0));
+    msm_mc_server_close_idle(c.nodes->node[0].mc);
+}
+
 /* The waiter queue kept in the lock's value. */
 static void test_queue_value(apr_pool_t *p)
 {
@@ -366,5 +417,6 @@ int main(void)
     }
     test_locks(p, ports[0]);
     test_fifo(p, ports[0]);
+    test_expire_bounds(p, ports[0]);
     return unit_done();
 }
