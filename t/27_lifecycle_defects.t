@@ -566,7 +566,7 @@ EOF
 # httpds on one node L1 (same node id and prefix: the same session and lock):
 # A (MsmLockExpire 1) and B (MsmLockExpire 10) directly, A2 (MsmLockExpire 3)
 # through a relay that can hold a lock delete back.
-#   (a) as through plain httpd: A holds the lock and sleeps 2.5 s, B takes the
+#   (a) as through plain httpd: A holds the lock and sleeps 3 s, B takes the
 #       expired lock and sleeps 2 s, A ends: B's lock stays, with B's token, until
 #       B ends, and A deletes nothing. (The token check covers this; the old module
 #       passes (a) too: its window was the microseconds between gets and delete.)
@@ -587,7 +587,7 @@ EOF
                        server => "MsmLockExpire 1\n", loc => $lockloc);
     my $hb = app_httpd(port => 21643, name => 'lock-b', nodes => [[L1 => 21640]], servers => 3,
                        server => "MsmLockExpire 10\n", loc => $lockloc);
-    # (b): A2's lock must outlive A2's own request (exptime 3: 2-3 s) and expire while
+    # (b): A2's lock must outlive A2's own request (MsmLockExpire 3: exptime 4, 3-4 s) and expire while
     # its release is held back (MsmOperationTimeout 8000 covers the hold)
     my $hr = app_httpd(port => 21644, name => 'lock-r', nodes => [[L1 => 21641]], servers => 2,
                        op_timeout => 8000, server => "MsmLockExpire 3\n", loc => $lockloc);
@@ -616,10 +616,11 @@ EOF
     my ($c, $sid) = create($hb->url, 'op=incr&k=n');
     my $hex = hex_of($sid) // 'none';
     my $t_a = time;
-    my $pa = MsmTest::parallel_start(1, sub { $incr->($ha, $sid, 2500) });
+    my $pa = MsmTest::parallel_start(1, sub { $incr->($ha, $sid, 3000) });
     my $lk = $lock_key->($hex, 1);
     my $tok_a = $lk ? $mc->get($lk) : undef;
-    # A's lock (exptime 1) lives at most 1 s: B is sent 1.4 s after A
+    # A's lock (MsmLockExpire 1: exptime 2) lives 1-2 s: B, sent 1.4 s after A, queues
+    # or finds it gone, and holds it by about 2.1 s, well before A (3 s) ends
     sleep 1.4 - (time - $t_a) if time - $t_a < 1.4;
     my $pb = MsmTest::parallel_start(1, sub { $incr->($hb, $sid, 2000) });
     $lk //= $lock_key->($hex, 3);
@@ -636,7 +637,7 @@ EOF
     my ($ra) = MsmTest::parallel_wait($pa, timeout => 20);
     my ($changed, $samples) = (0, 0);
     my $a_done = time;
-    while (time < $a_done + 0.5) {      # until shortly before B ends (B: 2 s from ~1.3 s)
+    while (time < $a_done + 0.5) {      # until shortly before B ends (B: 2 s from ~2.1 s at the latest)
         my $v = $lk ? $mc->get($lk) : undef;
         $samples++;
         $changed++ unless defined $v && defined $tok_b && $v eq $tok_b;
@@ -660,7 +661,7 @@ EOF
     my $held = MsmTest::wait_until(sub { MsmTest::log_since($rlog) =~ /^held ((?:delete|md) (\S+))/m ? [$1, $2] : 0 },
                                    timeout => 10, interval => 0.01);
     my $key = $held ? $held->[1] : undef;
-    # A2's lock expires (exptime 3: within 3 s) while its delete is held back
+    # A2's lock expires (MsmLockExpire 3: exptime 4, within 4 s) while its delete is held back
     my $expired = $key && MsmTest::wait_until(sub { !defined $mc->get($key) }, timeout => 5, interval => 0.01);
     $pb = MsmTest::parallel_start(1, sub { $incr->($hb, $sid, 1500) });
     $tok_b = undef;

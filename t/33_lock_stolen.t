@@ -1,14 +1,14 @@
 # Session locking: a request that outlives its lock must not release the lock
 # of the request that took the session over.
-#   A (incr, the app sleeps 2500 ms) takes the lock on an httpd with
+#   A (incr, the app sleeps 3500 ms) takes the lock on an httpd with
 #     MsmLockExpire 1: its lock expires while it runs;
-#   B (incr, sleeps 2000 ms), sent ~1.3 s after A took the lock, gets it;
+#   B (incr, sleeps 2000 ms), sent ~2.3 s after A took the lock, gets it;
 #   A ends (and "releases") while B runs: B's lock must stay in memcached with
 #     B's token, unchanged, until B releases it; A logs MSM00140.
 # B is served by a second httpd on the same memcached nodes with MsmLockExpire
-# 10: memcached's clock has 1 s steps, so a lock added with exptime 1 lives
-# anywhere between 0 and 1 s - B's own lock could expire before A ends, which
-# would prove nothing. Both: MsmLocking On, MsmLockTimeout 5000. The lock is
+# 10: memcached's clock has 1 s steps, so A's lock (exptime MsmLockExpire + 1
+# = 2) lives between 1 and 2 s - with MsmLockExpire 1, B's own lock could
+# expire before A ends, which would prove nothing. Both: MsmLocking On, MsmLockTimeout 5000. The lock is
 # lock:t:<hex> on the session's node; log lines name the session by its tag.
 use strict;
 use warnings;
@@ -69,15 +69,15 @@ sub req {
 
 my ($a, $b, $obs) = MsmTest::parallel(3, sub {
     my $i = shift;
-    return req($ha, 2500) if $i == 0;
+    return req($ha, 3500) if $i == 0;
     if ($i == 1) {
-        # B: once A holds the lock, ~1.3 s later (A's lock has expired by then)
+        # B: once A holds the lock, ~2.3 s later (A's lock, 1-2 s, has expired by then)
         my $seen = MsmTest::wait_until(sub { defined $mcn->get($lk) ? time : 0 },
                                        timeout => 5, interval => 0.01)
             or return { error => 'A never took the lock' };
         my $gone = MsmTest::wait_until(sub { defined $mcn->get($lk) ? 0 : time },
                                        timeout => 3, interval => 0.01);
-        my $wait = $seen + 1.3 - time;
+        my $wait = $seen + 2.3 - time;
         sleep $wait if $wait > 0;
         my $res = req($hb, 2000);
         $res->{a_lock_seen} = $seen;

@@ -134,8 +134,8 @@ for my $w (qw(lock_waits lock_wait_us)) {
 }
 moves(m => 'lock_timeouts', 'a request that gave up after MsmLockTimeout (400 ms) behind a 1200 ms one',
       sub { contend(1200) });
-moves(m => 'lock_lost', 'a request of 2.6 s holding a lock that expires after 2 s (MsmLockExpire)',
-      sub { client_of(m => $lsid)->get('/lk/app.cgi?op=incr&k=n&sleep_ms=2600')->status });
+moves(m => 'lock_lost', 'a request of 3.3 s holding a lock that expires within 3 s (MsmLockExpire 2, + 1 s)',
+      sub { client_of(m => $lsid)->get('/lk/app.cgi?op=incr&k=n&sleep_ms=3300')->status });
 
 # ---------------------------------------------------------------- faults (m)
 my $tsid = sid_on('c1', 'stop');
