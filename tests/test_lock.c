@@ -119,6 +119,23 @@ static msm_nodes_t *lock_nodes(apr_pool_t *p, int port, int dead_port)
     return nodes;
 }
 
+/* A store on a live node (memcached on port) and a closed one, locks that
+ * expire after expire seconds, and a fresh session id on the live node. */
+static void lock_setup(apr_pool_t *p, int port, const char *tag,
+                       apr_uint32_t expire, msm_log_fn *log,
+                       msm_store_conf_t *c, msm_lock_conf_t *lc,
+                       msm_store_ctx_t *ctx, msm_id_t *id)
+{
+    memset(c, 0, sizeof(*c));
+    c->nodes = lock_nodes(p, port, unit_closed_port(p));
+    c->prefix = apr_psprintf(p, "%s%ld:", tag, (long)getpid());
+    c->idle = 60;
+    lc->expire = expire;
+    msm_store_ctx_init(ctx, p, log, NULL);
+    msm_id_generate(id);
+    apr_cpystrn(id->node, "live", sizeof(id->node));
+}
+
 typedef struct {
     msm_mc_server_t *mc;
     const char *key;
@@ -149,15 +166,8 @@ static void test_locks(apr_pool_t *p, int port)
     msm_node_t *live;
     const char *key;
 
-    memset(&c, 0, sizeof(c));
-    c.nodes = lock_nodes(p, port, unit_closed_port(p));
-    c.prefix = apr_psprintf(p, "utl%ld:", (long)getpid());
-    c.idle = 60;
-    lc.expire = 5;
+    lock_setup(p, port, "utl", 5, count_log, &c, &lc, &ctx, &id);
     live = &c.nodes->node[0];
-    msm_store_ctx_init(&ctx, p, count_log, NULL);
-    msm_id_generate(&id);
-    apr_cpystrn(id.node, "live", sizeof(id.node));
     key = msm_id_key(p, MSM_NS_LOCK, c.prefix, &id);
 
     rv = msm_lock_acquire(&c, &ctx, &lc, &l1, live, &id,
@@ -257,14 +267,7 @@ static void test_expire_bounds(apr_pool_t *p, int port)
     const char *key;
     int round, gone;
 
-    memset(&c, 0, sizeof(c));
-    c.nodes = lock_nodes(p, port, unit_closed_port(p));
-    c.prefix = apr_psprintf(p, "ute%ld:", (long)getpid());
-    c.idle = 60;
-    lc.expire = 1;
-    msm_store_ctx_init(&ctx, p, NULL, NULL);
-    msm_id_generate(&id);
-    apr_cpystrn(id.node, "live", sizeof(id.node));
+    lock_setup(p, port, "ute", 1, NULL, &c, &lc, &ctx, &id);
     key = msm_id_key(p, MSM_NS_LOCK, c.prefix, &id);
     /* three rounds at different points of memcached's second */
     for (round = 0; round < 3; round++) {
@@ -363,14 +366,7 @@ static void test_fifo(apr_pool_t *p, int port)
     msm_mc_item_t item;
     int i;
 
-    memset(&c, 0, sizeof(c));
-    c.nodes = lock_nodes(p, port, unit_closed_port(p));
-    c.prefix = apr_psprintf(p, "utq%ld:", (long)getpid());
-    c.idle = 60;
-    lc.expire = 5;
-    msm_store_ctx_init(&ctx, p, NULL, NULL);
-    msm_id_generate(&id);
-    apr_cpystrn(id.node, "live", sizeof(id.node));
+    lock_setup(p, port, "utq", 5, NULL, &c, &lc, &ctx, &id);
     CHECK_STATUS(msm_lock_acquire(&c, &ctx, &lc, &holder, &c.nodes->node[0],
                                   &id, 0, &waited), APR_SUCCESS);
     for (i = 0; i < 3; i++) {
