@@ -58,7 +58,7 @@ my $tmc = MsmTest::memcached(port => 21445, tls => { cert => $pki->{server}, key
                                                       plain_port => 21446 },
                              args => ['-o', 'idle_timeout=2']);
 $h{t} = MsmTest::httpd(port => 21447, name => 't51-t', servers => 1, conf => MsmTest::app_conf(
-    't1:127.0.0.1:21445', 't51:', 'MsmTLS On', "MsmTLSCACertificateFile $pki->{ca}"));
+    't1:127.0.0.1:21445', 't51:', 'MsmTLS On', "MsmTLSCACertificateFile $pki->{ca}", 'KeepAliveTimeout 30'));
 my %url = map { $_ => $h{$_}->url } keys %h;
 
 my %seen;     # every counter asserted below
@@ -184,7 +184,9 @@ for my $t (['evictions_total', '80 new sessions in a tier of ~60 slots',
 }
 
 # ---------------------------------------------------------------- TLS (t)
-my $tc = client_of('t');
+# one keep-alive connection, so one child serves all of it: a child prefork spawns
+# meanwhile (MinSpareServers) has no TLS session to resume and would handshake anew
+my $tc = MsmTest::client(base => $url{t}, timeout => 20, keep_alive => 1);
 node_moves(t => 't1', 'tls_handshakes', 'the first connection of the child: a handshake',
            sub { $tc->get('/msm/app.cgi?op=set&k=z&v=1') });
 node_moves(t => 't1', 'ops', 'a read over TLS: its gats', sub { $tc->get('/msm/app.cgi?op=read') });
