@@ -231,7 +231,8 @@ apr_status_t msm_lock_acquire(const msm_store_conf_t *c, msm_store_ctx_t *ctx,
     lock->node = node;
     /* memcached's clock ticks once a second, so an item set with exptime
      * N may go after N - 1 seconds: one more keeps the lock for
-     * MsmLockExpire at least (and a crashed holder's for N + 1 at most). */
+     * MsmLockExpire at least (and a crashed holder's for MsmLockExpire + 1
+     * at most). */
     lock->expire = lc->expire + 1;
     lock->key = msm_id_key(ctx->pool, MSM_NS_LOCK, c->prefix, id);
     rv = take_or_queue(c, ctx, lock);
