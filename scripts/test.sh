@@ -164,6 +164,7 @@ count_unit_checks() {
 # what failed, said again at the very end: CI keeps only the tail of the output
 WHAT_FAILED=()
 failed_because() { WHAT_FAILED+=("$@"); }
+failed_because_lines() { mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED; }   # one per line of stdin
 
 finish() {
     local rc=${1:-0} line
@@ -172,18 +173,19 @@ finish() {
     trap - EXIT INT TERM
     stop_httpd
     stop_fpm
+    # before the build dir goes: the skip list is in it, and a skip fails here
+    if [ "$NO_SKIP" = 1 ] && [ "$SKIPPED" -gt 0 ]; then
+        warn "--no-skip: $SKIPPED skip(s) counted as failures"
+        failed_because "--no-skip: $SKIPPED skip(s)"
+        [ -s "$LOGS/at-counts.skips" ] && failed_because_lines < "$LOGS/at-counts.skips"
+        FAILED=$((FAILED + SKIPPED))
+    fi
     if [ -n "$BUILD" ] && [ -d "$BUILD" ]; then
         if [ "$FAILED" -eq 0 ] && [ "$rc" -eq 0 ] && [ "$KEEP" = 0 ]; then
             rm -rf "$BUILD"
         else
             echo "build dir kept: $BUILD (logs: $BUILD/.logs, $BUILD/t/logs)"
         fi
-    fi
-    if [ "$NO_SKIP" = 1 ] && [ "$SKIPPED" -gt 0 ]; then
-        warn "--no-skip: $SKIPPED skip(s) counted as failures"
-        failed_because "--no-skip: $SKIPPED skip(s)"
-        [ -s "$LOGS/at-counts.skips" ] && mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED < "$LOGS/at-counts.skips"
-        FAILED=$((FAILED + SKIPPED))
     fi
     for line in "${WHAT_FAILED[@]}"; do echo "FAILED: $line"; done
     if [ "$FAILED" -gt 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
@@ -362,7 +364,7 @@ else
         if [ "$rc" -ne 0 ]; then
             warn "make check failed (exit $rc), see $LOGS/check.log"
             failed_because "make check (exit $rc)"
-            mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED < <(grep -hE '^(FAIL|ERROR): ' "$LOGS/check.log"; \
+            failed_because_lines < <(grep -hE '^(FAIL|ERROR): ' "$LOGS/check.log"; \
                 grep -hE '^[a-z_]+: [0-9]+ checks, [1-9][0-9]* failed$' tests/*.log 2>/dev/null)
             tail -n 40 "$LOGS/check.log"
             for f in $(find . -name 'test-suite.log' -newer configure 2>/dev/null); do
@@ -484,7 +486,7 @@ else
     failed_because "Apache::Test: the harness produced no counts (exit $hrc)"
 fi
 if [ "$hrc" -ne 0 ] && [ "$afail" -eq 0 ]; then afail=1; fi
-[ -s "$LOGS/at-counts.failures" ] && mapfile -t -O "${#WHAT_FAILED[@]}" WHAT_FAILED < "$LOGS/at-counts.failures"
+[ -s "$LOGS/at-counts.failures" ] && failed_because_lines < "$LOGS/at-counts.failures"
 PASSED=$((PASSED + apass))
 FAILED=$((FAILED + afail))
 SKIPPED=$((SKIPPED + ${askip:-0}))
