@@ -376,6 +376,13 @@ msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
     if (rv == APR_TIMEUP) {
         apr_atomic_inc64(&sh->timeouts);
     }
+    /* A failure of an operation that began before the node was marked
+     * dead is the outage already reported, seen by another thread that
+     * was waiting too: counted, not reported again, the probe not put off. */
+    if (apr_atomic_read32(&sh->dead)
+        && (apr_uint64_t)(now - took) < apr_atomic_read64(&sh->since)) {
+        return MSM_NODE_UNCHANGED;
+    }
     apr_atomic_set64(&sh->retry_at, (apr_uint64_t)(now + retry));
     if (apr_atomic_cas32(&sh->dead, 1, 0) == 0) {
         apr_atomic_set64(&sh->since, (apr_uint64_t)now);
