@@ -351,6 +351,14 @@ static void count_latency(msm_node_shared_t *sh, apr_interval_time_t took)
     apr_atomic_add64(&sh->latency_sum_us, (apr_uint64_t)(took > 0 ? took : 0));
 }
 
+/* The operation began before the node's last change of state (dead or
+ * back): it was in flight meanwhile, in another thread or child. */
+static int began_before_change(msm_node_shared_t *sh,
+                               apr_interval_time_t took, apr_time_t now)
+{
+    return (apr_uint64_t)(now - took) < apr_atomic_read64(&sh->since);
+}
+
 msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
                                   apr_interval_time_t retry,
                                   apr_interval_time_t took, apr_time_t now)
@@ -360,9 +368,9 @@ msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
     apr_atomic_inc64(&sh->ops);
     count_latency(sh, took);
     if (!msm_mc_node_failed(rv)) {
-        /* An operation that began before the node was marked dead says
-         * nothing about it now. */
-        if ((apr_uint64_t)(now - took) < apr_atomic_read64(&sh->since)) {
+        /* One that began before the node was marked dead says nothing
+         * about it now. */
+        if (began_before_change(sh, took, now)) {
             return MSM_NODE_UNCHANGED;
         }
         if (apr_atomic_cas32(&sh->dead, 0, 1) == 1) {
@@ -376,11 +384,10 @@ msm_node_change_e msm_node_report(msm_node_t *n, apr_status_t rv,
     if (rv == APR_TIMEUP) {
         apr_atomic_inc64(&sh->timeouts);
     }
-    /* A failure of an operation that began before the node was marked
-     * dead is the outage already reported, seen by another thread that
-     * was waiting too: counted, not reported again, the probe not put off. */
-    if (apr_atomic_read32(&sh->dead)
-        && (apr_uint64_t)(now - took) < apr_atomic_read64(&sh->since)) {
+    /* A failure of one that began before the node was marked dead is the
+     * outage already reported, seen by another thread that was waiting
+     * too: counted, not reported again, the probe not put off. */
+    if (apr_atomic_read32(&sh->dead) && began_before_change(sh, took, now)) {
         return MSM_NODE_UNCHANGED;
     }
     apr_atomic_set64(&sh->retry_at, (apr_uint64_t)(now + retry));
